@@ -1,0 +1,72 @@
+import path from 'node:path';
+import { BadRequestError } from './errors.js';
+
+/** Server configuration. Every field comes from an environment variable with a documented default. */
+export interface McuConfig {
+  /** HOST: address the HTTP server listens on. Default 0.0.0.0. */
+  host: string;
+  /** PORT: HTTP port. Default 8080. 0 picks a free port. */
+  port: number;
+  /** MCU_ICE_ADDRESSES: addresses announced as ICE host candidates (comma separated). Default: none extra. */
+  iceAddresses: string[];
+  /** MCU_RTC_PORTS: UDP port range for ICE, "min-max". Default 40000-40999. */
+  rtcPorts: [number, number];
+  /** MCU_RECORDINGS_DIR: where recordings go. Default ./recordings. */
+  recordingsDir: string;
+  /** MCU_CACHE_DIR: rendered placeholders and name plates. Default ./.cache. */
+  cacheDir: string;
+  /** LOG_LEVEL: debug | info | warn | error | silent. Default info. */
+  logLevel: string;
+  /** MCU_CANVAS: default composite size, WIDTHxHEIGHT. Default 640x360. */
+  width: number;
+  height: number;
+  /** MCU_FPS: composite frame rate. Default 30. */
+  fps: number;
+  /** MCU_VIDEO_BITRATE: composite video bitrate in bits/s. Default 800000. */
+  videoBitrate: number;
+  /** MCU_AUDIO_BITRATE: Opus bitrate in bits/s. Default 32000. */
+  audioBitrate: number;
+  /** MCU_STALL_MS: a video input silent this long shows its placeholder. Default 2000. */
+  stallMs: number;
+  /** MCU_PEER_TIMEOUT_MS: a peer whose ICE/DTLS is down this long is removed. Default 8000. */
+  peerTimeoutMs: number;
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new BadRequestError(`${name} must be an integer from ${min} to ${max}, got "${value}"`, 'bad_config');
+  }
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
+  const ports = (env.MCU_RTC_PORTS ?? '40000-40999').split('-').map((s) => Number(s.trim()));
+  if (ports.length !== 2 || ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535) || ports[0] > ports[1]) {
+    throw new BadRequestError(`MCU_RTC_PORTS must look like 40000-40999, got "${env.MCU_RTC_PORTS}"`, 'bad_config');
+  }
+  const canvas = (env.MCU_CANVAS ?? '640x360').split('x').map(Number);
+  if (canvas.length !== 2 || canvas.some((v) => !Number.isInteger(v) || v < 64 || v > 3840 || v % 2 !== 0)) {
+    throw new BadRequestError(`MCU_CANVAS must be WIDTHxHEIGHT with even sizes, got "${env.MCU_CANVAS}"`, 'bad_config');
+  }
+  return {
+    host: env.HOST ?? '0.0.0.0',
+    port: int('PORT', env.PORT, 8080, 0, 65535),
+    iceAddresses: (env.MCU_ICE_ADDRESSES ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    rtcPorts: [ports[0], ports[1]],
+    recordingsDir: path.resolve(env.MCU_RECORDINGS_DIR ?? 'recordings'),
+    cacheDir: path.resolve(env.MCU_CACHE_DIR ?? '.cache'),
+    logLevel: env.LOG_LEVEL ?? 'info',
+    width: canvas[0],
+    height: canvas[1],
+    fps: int('MCU_FPS', env.MCU_FPS, 30, 1, 60),
+    videoBitrate: int('MCU_VIDEO_BITRATE', env.MCU_VIDEO_BITRATE, 800_000, 50_000, 20_000_000),
+    audioBitrate: int('MCU_AUDIO_BITRATE', env.MCU_AUDIO_BITRATE, 32_000, 6_000, 510_000),
+    stallMs: int('MCU_STALL_MS', env.MCU_STALL_MS, 2000, 200, 60_000),
+    peerTimeoutMs: int('MCU_PEER_TIMEOUT_MS', env.MCU_PEER_TIMEOUT_MS, 8000, 1000, 120_000),
+  };
+}

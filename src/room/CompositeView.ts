@@ -1,0 +1,166 @@
+import { EventEmitter } from 'node:events';
+import type { Composition } from '../core/composition.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { compositeLaunch, EL, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { GstPipeline } from '../gst/native.js';
+import { LocalUdp } from '../media/localUdp.js';
+import { isKeyframeStart, parseRtp, type RtpView } from '../media/rtp.js';
+import type { ImageRenderer } from '../render/images.js';
+
+export interface ViewPacket {
+  packet: Buffer;
+  rtp: RtpView;
+  keyframe: boolean;
+  /** Identifies the pipeline generation that made it, for RTP continuity. */
+  source: object;
+}
+
+export interface ViewDeps {
+  presets: Presets;
+  renderer: ImageRenderer;
+  channelOf: (participantId: string) => string;
+  inputTimeoutMs: number;
+  log: Logger;
+}
+
+/**
+ * One compositor and one encoder for one exact composition. Immutable: a different composition is
+ * a different CompositeView. Viewers whose compositions are identical share it.
+ * Events: 'packet' (ViewPacket).
+ */
+export class CompositeView extends EventEmitter {
+  #pipeline?: GstPipeline;
+  #udp?: LocalUdp;
+  #closed = false;
+  #generation: object = {};
+  #lastKeyframeRequest = 0;
+  #keyframeTimer?: NodeJS.Timeout;
+  #restarts = 0;
+  #starting?: Promise<void>;
+  readonly #log: Logger;
+  framesOut = 0;
+  keyframeRequests = 0;
+
+  constructor(
+    readonly key: string,
+    readonly composition: Composition,
+    readonly codec: VideoCodec,
+    readonly bitrate: number,
+    private readonly deps: ViewDeps,
+  ) {
+    super();
+    this.#log = deps.log.child({ view: key.length > 40 ? key.slice(0, 40) + '…' : key });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #spec(rtpPort: number): Promise<CompositeSpec> {
+    const c = this.composition;
+    const r = this.deps.renderer;
+    const tiles = await Promise.all(
+      c.tiles.map(async (t) => {
+        const plate = await r.namePlate(t.name, t.width - 8, t.height);
+        return {
+          x: t.x,
+          y: t.y,
+          width: t.width,
+          height: t.height,
+          source:
+            t.source === 'video'
+              ? ({ kind: 'video', channel: this.deps.channelOf(t.participantId) } as const)
+              : ({ kind: 'image', path: await r.placeholder(t.participantId, t.name, t.width, t.height) } as const),
+          plate: { path: plate.path, x: t.x + 4, y: t.y + t.height - plate.height - 4 },
+        };
+      }),
+    );
+    return {
+      width: c.width,
+      height: c.height,
+      fps: c.fps,
+      codec: this.codec,
+      bitrate: this.bitrate,
+      tiles,
+      background: await r.waitingCard(c.width, c.height),
+      inputTimeoutNs: BigInt(this.deps.inputTimeoutMs) * 1_000_000n,
+      rtpPort,
+    };
+  }
+
+  async #start(): Promise<void> {
+    if (this.#closed) return;
+    const generation = {};
+    this.#udp ??= await LocalUdp.open((buf) => this.#onPacket(buf, generation));
+    const launch = compositeLaunch(await this.#spec(this.#udp.port), this.deps.presets);
+    if (this.#closed) return;
+    this.#generation = generation;
+    const p = new GstPipeline(launch);
+    this.#pipeline = p;
+    p.play((e) => {
+      if (e.type === 'error') {
+        this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
+        this.#restart();
+      } else if (e.type === 'warning') {
+        this.#log.warn(`pipeline warning in element ${e.element}: ${e.message}`);
+      }
+    });
+    this.#log.debug('composite started', { tiles: this.composition.tiles.length });
+  }
+
+  #restart(): void {
+    if (this.#closed) return;
+    this.#pipeline?.close();
+    this.#pipeline = undefined;
+    if (++this.#restarts > 5) {
+      this.#log.error('composite failed 5 times; giving up on it');
+      return;
+    }
+    this.#udp?.close();
+    this.#udp = undefined;
+    this.#starting = undefined;
+    setTimeout(() => void this.start().catch((err) => this.#log.error(`restart failed: ${err.message}`)), 200);
+  }
+
+  #onPacket(packet: Buffer, generation: object): void {
+    if (generation !== this.#generation || this.#closed) return;
+    const rtp = parseRtp(packet);
+    if (!rtp) return;
+    const keyframe = isKeyframeStart(this.codec, packet, rtp);
+    if (rtp.marker) this.framesOut++;
+    this.emit('packet', { packet, rtp, keyframe, source: generation } satisfies ViewPacket);
+  }
+
+  /** Asks the encoder for a keyframe, at most every 250 ms; a request inside that window is deferred. */
+  requestKeyframe(): void {
+    if (this.#closed || this.#keyframeTimer) return;
+    const wait = this.#lastKeyframeRequest + 250 - performance.now();
+    const fire = () => {
+      this.#keyframeTimer = undefined;
+      this.#lastKeyframeRequest = performance.now();
+      this.keyframeRequests++;
+      this.#pipeline?.forceKeyUnit(EL.videoPay);
+    };
+    if (wait <= 0) fire();
+    else this.#keyframeTimer = setTimeout(fire, wait);
+  }
+
+  setBitrate(bitrate: number): void {
+    if (this.codec === 'vp8') this.#pipeline?.set(EL.videoEnc, 'target-bitrate', bitrate);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#keyframeTimer) clearTimeout(this.#keyframeTimer);
+    this.#pipeline?.close();
+    this.#udp?.close();
+    this.removeAllListeners();
+    this.#log.debug('composite closed');
+  }
+}

@@ -1,0 +1,104 @@
+import type { McuConfig } from '../core/config.js';
+import { BadRequestError, NotFoundError } from '../core/errors.js';
+import { LayoutRegistry } from '../core/layouts.js';
+import { createLogger } from '../core/log.js';
+import { loadPresets, PROJECT_ROOT } from '../core/pipelines.js';
+import { ImageRenderer } from '../render/images.js';
+import { PeerSession } from '../rtc/native.js';
+import path from 'node:path';
+import { Room } from './Room.js';
+
+const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const MAX_NAME = 64;
+
+export function checkRoomId(id: string): string {
+  if (!ROOM_RE.test(id)) throw new BadRequestError('room ids are 1-64 letters, digits, "_" or "-"', 'bad_room');
+  return id;
+}
+
+export function checkName(name: unknown, fallback: string): string {
+  if (name === undefined || name === '') return fallback;
+  if (typeof name !== 'string') throw new BadRequestError('name must be a single string', 'bad_name');
+  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '').trim();
+  if ([...clean].length > MAX_NAME) throw new BadRequestError(`name must be at most ${MAX_NAME} characters`, 'bad_name');
+  return clean || fallback;
+}
+
+/** The top of the tree: rooms by id. Closing it closes every room, participant and pipeline. */
+export class Mcu {
+  readonly rooms = new Map<string, Room>();
+  readonly layouts: LayoutRegistry;
+  readonly #presets = loadPresets();
+  readonly #renderer: ImageRenderer;
+  readonly #log = createLogger('mcu');
+  #closed = false;
+  #guests = 0;
+
+  readonly #lagTimer: NodeJS.Timeout;
+  /** Largest event-loop stall seen, in ms: while the loop is blocked no RTP moves. */
+  maxLoopLagMs = 0;
+
+  constructor(readonly config: McuConfig) {
+    this.layouts = LayoutRegistry.fromDirectory(path.join(PROJECT_ROOT, 'layouts'));
+    this.#renderer = new ImageRenderer(config.cacheDir);
+    let last = performance.now();
+    this.#lagTimer = setInterval(() => {
+      const now = performance.now();
+      const lag = now - last - 50;
+      last = now;
+      if (lag > this.maxLoopLagMs) this.maxLoopLagMs = Math.round(lag);
+      if (lag > 100) this.#log.warn(`event loop was blocked for ${Math.round(lag)} ms`);
+    }, 50);
+    this.#lagTimer.unref();
+  }
+
+  room(id: string): Room {
+    const r = this.rooms.get(id);
+    if (!r) throw new NotFoundError(`no room "${id}"`);
+    return r;
+  }
+
+  /** WHIP join: answers the offer and adds the peer to the room (created on first join). */
+  async join(roomId: string, rawName: unknown, offer: string) {
+    checkRoomId(roomId);
+    const name = checkName(rawName, `Guest ${++this.#guests}`);
+    const session = await PeerSession.answer(offer, {
+      iceAddresses: this.config.iceAddresses,
+      portRange: this.config.rtcPorts,
+    });
+    let room = this.rooms.get(roomId);
+    if (!room) {
+      room = new Room(roomId, {
+        config: this.config,
+        presets: this.#presets,
+        layouts: this.layouts,
+        renderer: this.#renderer,
+        log: this.#log,
+        emptied: (r) => {
+          // Close an empty room a little later, unless someone joins meanwhile.
+          setTimeout(() => {
+            if (r.participants.size === 0 && this.rooms.get(r.id) === r) {
+              this.rooms.delete(r.id);
+              void r.close();
+            }
+          }, 30_000).unref();
+        },
+      });
+      this.rooms.set(roomId, room);
+    }
+    const participant = await room.join(name, session);
+    return { room, participant, answer: session.answerSdp };
+  }
+
+  dump() {
+    return { rooms: [...this.rooms.values()].map((r) => r.dump()) };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#lagTimer);
+    await Promise.all([...this.rooms.values()].map((r) => r.close()));
+    this.rooms.clear();
+  }
+}

@@ -1,0 +1,120 @@
+import { RtpRewriter } from '../media/rtp.js';
+import type { CompositeView, ViewPacket } from './CompositeView.js';
+
+/**
+ * The one video stream a viewer receives. It follows one CompositeView at a time and switches to a
+ * new one only when that view sends a keyframe, so the picture never freezes; the rewriter keeps
+ * sequence numbers and timestamps continuous across the switch.
+ */
+export class VideoOut {
+  #current?: CompositeView;
+  #pending?: CompositeView;
+  #waitingKeyframe = true;
+  readonly #rewriter = new RtpRewriter(90000);
+  #retry?: NodeJS.Timeout;
+  #closed = false;
+  readonly #listener = (v: CompositeView) => (p: ViewPacket) => this.#deliver(v, p);
+  readonly #bound = new Map<CompositeView, (p: ViewPacket) => void>();
+  framesSent = 0;
+  /** Send times of recent frames, for the largest gap a viewer saw. */
+  readonly #frameTimes: number[] = [];
+
+  constructor(
+    private readonly send: (packet: Buffer) => void,
+    /** Called with the view this output no longer uses. */
+    private readonly released: (view: CompositeView) => void,
+  ) {}
+
+  get view(): CompositeView | undefined {
+    return this.#pending ?? this.#current;
+  }
+
+  /** The view whose pictures the viewer sees right now. */
+  get shown(): CompositeView | undefined {
+    return this.#current;
+  }
+
+  follow(view: CompositeView): void {
+    if (this.#closed || view === this.view) return;
+    if (this.#pending) this.#unbind(this.#pending);
+    this.#bind(view);
+    if (!this.#current) {
+      this.#current = view;
+      this.#waitingKeyframe = true;
+    } else {
+      this.#pending = view;
+    }
+    view.requestKeyframe();
+    this.#armRetry();
+  }
+
+  /** The viewer asked for a keyframe (PLI/FIR). */
+  requestKeyframe(): void {
+    (this.#pending ?? this.#current)?.requestKeyframe();
+  }
+
+  #armRetry(): void {
+    if (this.#retry) clearInterval(this.#retry);
+    this.#retry = setInterval(() => {
+      if (this.#pending) this.#pending.requestKeyframe();
+      else if (this.#waitingKeyframe) this.#current?.requestKeyframe();
+      else {
+        clearInterval(this.#retry);
+        this.#retry = undefined;
+      }
+    }, 500);
+  }
+
+  #bind(view: CompositeView): void {
+    const l = this.#listener(view);
+    this.#bound.set(view, l);
+    view.on('packet', l);
+  }
+
+  #unbind(view: CompositeView): void {
+    const l = this.#bound.get(view);
+    if (l) view.off('packet', l);
+    this.#bound.delete(view);
+    this.released(view);
+  }
+
+  #deliver(view: CompositeView, p: ViewPacket): void {
+    if (view === this.#pending && p.keyframe) {
+      const old = this.#current!;
+      this.#current = view;
+      this.#pending = undefined;
+      this.#waitingKeyframe = false;
+      this.#unbind(old);
+    }
+    if (view !== this.#current) return;
+    if (this.#waitingKeyframe) {
+      if (!p.keyframe) return;
+      this.#waitingKeyframe = false;
+    }
+    const out = Buffer.from(p.packet);
+    this.#rewriter.rewrite(out, p.rtp, p.source);
+    if (p.rtp.marker) {
+      this.framesSent++;
+      this.#frameTimes.push(performance.now());
+      if (this.#frameTimes.length > 600) this.#frameTimes.splice(0, 300);
+    }
+    this.send(out);
+  }
+
+  /** Largest interval between frames sent in the last `windowMs` (and up to now). */
+  maxFrameGapMs(windowMs = 10_000): number {
+    const now = performance.now();
+    const t = this.#frameTimes.filter((x) => x >= now - windowMs);
+    let gap = t.length > 0 ? now - t[t.length - 1] : windowMs;
+    for (let i = 1; i < t.length; i++) gap = Math.max(gap, t[i] - t[i - 1]);
+    return Math.round(gap);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#retry) clearInterval(this.#retry);
+    for (const v of [...this.#bound.keys()]) this.#unbind(v);
+    this.#current = this.#pending = undefined;
+  }
+}

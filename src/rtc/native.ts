@@ -1,0 +1,225 @@
+/**
+ * The one module that imports werift. A PeerSession is one WHIP-style peer: it answers an offer
+ * (non-trickle), carries at most one audio and one video m-line each way, and exposes RTP in and
+ * out as Buffers plus keyframe requests in both directions.
+ */
+import {
+  RTCPeerConnection,
+  RTCRtpCodecParameters,
+  RtcpPayloadSpecificFeedback,
+  type MediaStreamTrack,
+  type RTCRtpTransceiver,
+  type RtcpPacket,
+  type RtpPacket,
+} from 'werift';
+import { UnsupportedMediaError, BadRequestError } from '../core/errors.js';
+import type { VideoCodec } from '../core/pipelines.js';
+import { inspectOffer, stripMdnsCandidates, type Direction } from './sdp.js';
+
+export interface RtcOptions {
+  iceAddresses: string[];
+  portRange: [number, number];
+  gatherTimeoutMs?: number;
+}
+
+export type MediaKind = 'audio' | 'video';
+
+export interface TrackInfo {
+  codec: VideoCodec | 'opus';
+  payloadType: number;
+  /** We receive this kind from the peer. */
+  recv: boolean;
+  /** We send this kind to the peer. */
+  send: boolean;
+}
+
+const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }];
+
+function videoCodecs(order: VideoCodec[]): RTCRtpCodecParameters[] {
+  const all: Record<VideoCodec, RTCRtpCodecParameters> = {
+    vp8: new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: FEEDBACK }),
+    h264: new RTCRtpCodecParameters({
+      mimeType: 'video/H264',
+      clockRate: 90000,
+      payloadType: 102,
+      rtcpFeedback: FEEDBACK,
+      parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+    }),
+  };
+  return order.map((c) => all[c]);
+}
+
+const OPUS = () =>
+  new RTCRtpCodecParameters({
+    mimeType: 'audio/opus',
+    clockRate: 48000,
+    channels: 2,
+    payloadType: 111,
+    parameters: 'minptime=10;useinbandfec=1',
+  });
+
+const answerDirection = (offered: Direction): Direction =>
+  offered === 'sendonly' ? 'recvonly' : offered === 'recvonly' ? 'sendonly' : offered;
+
+export class PeerSession {
+  readonly #pc: RTCPeerConnection;
+  readonly #transceivers = new Map<MediaKind, RTCRtpTransceiver>();
+  readonly tracks: Partial<Record<MediaKind, TrackInfo>> = {};
+  #answer = '';
+  #closed = false;
+  #lastHeard = performance.now();
+  #connected = false;
+  readonly #rtpHandlers: Record<MediaKind, Array<(p: Buffer) => void>> = { audio: [], video: [] };
+  readonly #keyframeHandlers: Array<() => void> = [];
+  readonly #stateHandlers: Array<(s: string) => void> = [];
+  #remoteVideoSsrc?: number;
+
+  private constructor(pc: RTCPeerConnection) {
+    this.#pc = pc;
+  }
+
+  /** Answers a WHIP offer. Throws BadRequestError/UnsupportedMediaError for offers we cannot take. */
+  static async answer(offerSdp: string, opts: RtcOptions): Promise<PeerSession> {
+    const summary = inspectOffer(offerSdp);
+    const offeredVideo = summary.media.find((m) => m.kind === 'video');
+    const videoOrder: VideoCodec[] = offeredVideo?.codecs.filter((c): c is VideoCodec => c !== 'opus') ?? [];
+    for (const c of ['vp8', 'h264'] as VideoCodec[]) if (!videoOrder.includes(c)) videoOrder.push(c);
+
+    const pc = new RTCPeerConnection({
+      iceServers: [],
+      iceAdditionalHostAddresses: opts.iceAddresses,
+      icePortRange: opts.portRange,
+      iceUseIpv6: false,
+      iceUseIpv4: true,
+      pendingRtp: false,
+      codecs: { video: videoCodecs(videoOrder), audio: [OPUS()] },
+      headerExtensions: { audio: [], video: [] },
+    });
+    const session = new PeerSession(pc);
+    try {
+      await session.#negotiate(stripMdnsCandidates(offerSdp), summary.media, opts.gatherTimeoutMs ?? 5000);
+    } catch (err) {
+      await session.close();
+      if (err instanceof BadRequestError || err instanceof UnsupportedMediaError) throw err;
+      throw new BadRequestError(`the SDP offer could not be applied: ${(err as Error).message}`, 'bad_sdp');
+    }
+    return session;
+  }
+
+  async #negotiate(sdp: string, offered: ReturnType<typeof inspectOffer>['media'], gatherTimeoutMs: number): Promise<void> {
+    const pc = this.#pc;
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    for (const t of pc.getTransceivers()) {
+      const kind = t.kind as MediaKind;
+      const o = offered.find((m) => m.kind === kind && (m.mid === undefined || m.mid === t.mid));
+      if (!o || this.#transceivers.has(kind) || o.codecs.length === 0) {
+        t.setDirection('inactive');
+        continue;
+      }
+      t.setDirection(answerDirection(o.direction));
+      this.#transceivers.set(kind, t);
+    }
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (pc.iceGatheringState !== 'complete') {
+      await pc.iceGatheringStateChange.watch((s) => s === 'complete', gatherTimeoutMs).catch(() => undefined);
+    }
+    this.#answer = pc.localDescription!.sdp;
+
+    for (const [kind, t] of this.#transceivers) {
+      const codec = t.codecs.find((c) => !/rtx|red|ulpfec/i.test(c.mimeType));
+      if (!codec) throw new UnsupportedMediaError(`no common codec for ${kind}`);
+      const name = codec.mimeType.split('/')[1].toLowerCase() as TrackInfo['codec'];
+      const dir = t.direction;
+      this.tracks[kind] = {
+        codec: name,
+        payloadType: codec.payloadType,
+        recv: dir === 'sendrecv' || dir === 'recvonly',
+        send: dir === 'sendrecv' || dir === 'sendonly',
+      };
+      const seen = new Set<MediaStreamTrack>();
+      const listen = (track: MediaStreamTrack) => {
+        if (seen.has(track)) return;
+        seen.add(track);
+        track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
+          this.#lastHeard = performance.now();
+          if (kind === 'video') this.#remoteVideoSsrc = rtp.header.ssrc;
+          const buf = rtp.serialize();
+          for (const h of this.#rtpHandlers[kind]) h(buf);
+        });
+      };
+      // werift may create the remote track while applying the offer, before we get here.
+      t.receiver.tracks.forEach(listen);
+      t.onTrack.subscribe(listen);
+      const onRtcp = (p: RtcpPacket) => {
+        this.#lastHeard = performance.now();
+        if (kind === 'video' && p instanceof RtcpPayloadSpecificFeedback) {
+          const count = (p.feedback as { count?: number }).count;
+          if (count === 1 || count === 4) this.#keyframeHandlers.forEach((h) => h());
+        }
+      };
+      // On a sendrecv m-line werift delivers the viewer's PLI on the receiver, otherwise on the sender.
+      t.receiver.onRtcp.subscribe(onRtcp);
+      t.sender.onRtcp.subscribe(onRtcp);
+    }
+    pc.connectionStateChange.subscribe((s) => {
+      if (s === 'connected') {
+        this.#connected = true;
+        this.#lastHeard = performance.now();
+      }
+      this.#stateHandlers.forEach((h) => h(s));
+    });
+  }
+
+  get answerSdp(): string {
+    return this.#answer;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Milliseconds since any RTP or RTCP arrived from the peer. */
+  get silentMs(): number {
+    return performance.now() - this.#lastHeard;
+  }
+
+  onRtp(kind: MediaKind, handler: (packet: Buffer) => void): void {
+    this.#rtpHandlers[kind].push(handler);
+  }
+
+  /** The peer (a viewer) asked for a keyframe with PLI or FIR. */
+  onKeyframeRequest(handler: () => void): void {
+    this.#keyframeHandlers.push(handler);
+  }
+
+  onStateChange(handler: (state: string) => void): void {
+    this.#stateHandlers.push(handler);
+  }
+
+  /** Sends one RTP packet; werift sets SSRC and payload type, we keep sequence and timestamp. */
+  sendRtp(kind: MediaKind, packet: Buffer): void {
+    const t = this.#transceivers.get(kind);
+    if (!t || this.#closed || !this.#connected) return;
+    t.sender.sendRtp(packet).catch(() => undefined);
+  }
+
+  /** Sends the peer (a publisher) a PLI for its video. */
+  requestKeyframe(): void {
+    const t = this.#transceivers.get('video');
+    if (!t || this.#closed || !this.#connected || this.#remoteVideoSsrc === undefined) return;
+    t.receiver.sendRtcpPLI(this.#remoteVideoSsrc).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#rtpHandlers.audio = [];
+    this.#rtpHandlers.video = [];
+    await this.#pc.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,185 @@
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--disable-background-timer-throttling',
+  '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows',
+];
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
+}
+
+export interface SyntheticPeer {
+  page: Page;
+  id: string;
+  location: string;
+  name: string;
+  color: [number, number, number];
+  freq: number;
+}
+
+export interface JoinOptions {
+  room: string;
+  name: string;
+  color: [number, number, number];
+  /** Tone the peer sends, in Hz. */
+  freq: number;
+  codec?: 'vp8' | 'h264';
+  direction?: RTCRtpTransceiverDirection;
+  video?: boolean;
+}
+
+/**
+ * Joins a room from a page: a canvas of one colour as the camera, an oscillator as the microphone.
+ * The page keeps the remote stream in a <video> and an AnalyserNode, and exposes helpers on
+ * window.mcuTest to sample pixels, read the spectrum and read getStats().
+ */
+export async function joinSynthetic(browser: Browser, baseUrl: string, opts: JoinOptions): Promise<SyntheticPeer> {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => console.error(`[page ${opts.name}]`, e.message));
+  await page.goto(baseUrl + '/');
+  const result = await page.evaluate(async (o) => {
+    const w = window as any;
+    const ctx = new AudioContext();
+    await ctx.resume();
+    const tracks: MediaStreamTrack[] = [];
+    let audioTrack: MediaStreamTrack | undefined;
+    if (o.direction !== 'recvonly') {
+      const osc = ctx.createOscillator();
+      osc.frequency.value = o.freq;
+      const gain = ctx.createGain();
+      gain.gain.value = 0.3;
+      const dest = ctx.createMediaStreamDestination();
+      osc.connect(gain).connect(dest);
+      osc.start();
+      audioTrack = dest.stream.getAudioTracks()[0];
+    }
+    let videoTrack: MediaStreamTrack | undefined;
+    if (o.direction !== 'recvonly' && o.video !== false) {
+      const canvas = document.createElement('canvas');
+      // 320x180 at 15 fps: light on the shared test machine; the server still sends 640x360 at 30 fps.
+      canvas.width = 320;
+      canvas.height = 180;
+      const g = canvas.getContext('2d')!;
+      let n = 0;
+      const paint = () => {
+        g.fillStyle = `rgb(${o.color.join(',')})`;
+        g.fillRect(0, 0, 320, 180);
+        // A small moving square keeps the encoder busy like a real camera would.
+        g.fillStyle = 'rgb(128,128,128)';
+        g.fillRect((n++ * 4) % 300, 4, 6, 6);
+      };
+      paint();
+      w.__paint = setInterval(paint, 66);
+      videoTrack = (canvas as any).captureStream(15).getVideoTracks()[0];
+    }
+    void tracks;
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const dir = o.direction ?? 'sendrecv';
+    pc.addTransceiver(audioTrack ?? 'audio', { direction: audioTrack ? dir : 'recvonly' });
+    const vt = pc.addTransceiver(videoTrack ?? 'video', { direction: videoTrack ? dir : 'recvonly' });
+    if (o.codec === 'h264') {
+      const caps = RTCRtpReceiver.getCapabilities('video')!.codecs;
+      vt.setCodecPreferences(caps.filter((c) => /h264/i.test(c.mimeType) && /packetization-mode=1/.test(c.sdpFmtpLine ?? '') && /42e01f/.test(c.sdpFmtpLine ?? '')));
+    }
+    const remote = new MediaStream();
+    const video = document.createElement('video');
+    video.muted = true;
+    video.autoplay = true;
+    (video as any).playsInline = true;
+    document.body.appendChild(video);
+    const audioEl = document.createElement('audio');
+    audioEl.muted = true;
+    audioEl.autoplay = true;
+    document.body.appendChild(audioEl);
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 8192;
+    analyser.smoothingTimeConstant = 0.5;
+    pc.ontrack = (e) => {
+      remote.addTrack(e.track);
+      if (e.track.kind === 'video') video.srcObject = new MediaStream([e.track]);
+      if (e.track.kind === 'audio') {
+        const s = new MediaStream([e.track]);
+        audioEl.srcObject = s; // Chromium feeds WebAudio from a remote track only while an element plays it
+        ctx.createMediaStreamSource(s).connect(analyser);
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise<void>((r) => {
+      if (pc.iceGatheringState === 'complete') return r();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+      setTimeout(r, 3000);
+    });
+    const url = `/v1/rooms/${o.room}/participants?name=${encodeURIComponent(o.name)}`;
+    const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription!.sdp });
+    if (res.status !== 201) throw new Error(`join failed ${res.status}: ${await res.text()}`);
+    const location = res.headers.get('Location')!;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    const sampler = document.createElement('canvas');
+    w.mcuTest = {
+      pc,
+      video,
+      size: () => [video.videoWidth, video.videoHeight],
+      /** Mean RGB of a 9x9 block around (x, y) in the video's own pixels. */
+      sample(x: number, y: number) {
+        sampler.width = video.videoWidth;
+        sampler.height = video.videoHeight;
+        const g = sampler.getContext('2d', { willReadFrequently: true })!;
+        g.drawImage(video, 0, 0);
+        const d = g.getImageData(Math.max(0, x - 4), Math.max(0, y - 4), 9, 9).data;
+        const sum = [0, 0, 0];
+        for (let i = 0; i < d.length; i += 4) for (let c = 0; c < 3; c++) sum[c] += d[i + c];
+        return sum.map((v) => Math.round(v / (d.length / 4)));
+      },
+      /** Peak level in dB around each frequency. */
+      levels(freqs: number[]) {
+        const bins = new Float32Array(analyser.frequencyBinCount);
+        analyser.getFloatFrequencyData(bins);
+        const hz = ctx.sampleRate / analyser.fftSize;
+        return freqs.map((f) => {
+          const c = Math.round(f / hz);
+          let m = -Infinity;
+          for (let i = c - 3; i <= c + 3; i++) m = Math.max(m, bins[i]);
+          return m;
+        });
+      },
+      async videoStats() {
+        const r = await pc.getStats();
+        let out: any = null;
+        r.forEach((s: any) => {
+          if (s.type === 'inbound-rtp' && s.kind === 'video') out = { framesDecoded: s.framesDecoded ?? 0, freezeCount: s.freezeCount ?? 0, framesPerSecond: s.framesPerSecond ?? 0, frameWidth: s.frameWidth, codecId: s.codecId };
+        });
+        return out;
+      },
+      state: () => pc.connectionState,
+    };
+    return { location };
+  }, opts);
+  const id = result.location.split('/').pop()!;
+  return { page, id, location: result.location, name: opts.name, color: opts.color, freq: opts.freq };
+}
+
+export async function waitFor<T>(fn: () => Promise<T>, pred: (v: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < end) {
+    last = await fn();
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
+}
