@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs whatever is missing, then builds. Used by `npm start` and `npm test` on a fresh
+# Debian 12 machine (as root, with Node 20). Safe to run again: it only does what is missing.
+#   scripts/setup.sh          runtime: GStreamer, fonts, build tools, npm packages, build
+#   scripts/setup.sh --test   also what the tests need: Debian's chromium, gst-discoverer, iproute2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME_PKGS=(
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  pkg-config python3 make g++ fonts-dejavu-core
+)
+TEST_PKGS=(chromium gstreamer1.0-plugins-base-apps iproute2 util-linux)
+
+want=("${RUNTIME_PKGS[@]}")
+[[ "${1:-}" == "--test" ]] && want+=("${TEST_PKGS[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install them (sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages: install when node_modules is missing or older than the lockfile.
+stamp=node_modules/.mcu-installed
+if [[ ! -f $stamp || package-lock.json -nt $stamp || package.json -nt $stamp ]]; then
+  echo "setup: installing npm packages"
+  npm install --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+# gstreamer-superficial is a native addon built by its install script (approved in allowScripts).
+if [[ ! -f node_modules/gstreamer-superficial/build/Release/gstreamer-superficial.node ]]; then
+  echo "setup: building gstreamer-superficial"
+  npm rebuild gstreamer-superficial --foreground-scripts
+fi
+
+node node_modules/typescript/bin/tsc -p .

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { compositeLaunch, loadPresets, participantLaunch, q, type CompositeSpec } from '../../src/core/pipelines.js';
+
+const presets = loadPresets();
+
+const spec = (over: Partial<CompositeSpec> = {}): CompositeSpec => ({
+  width: 640,
+  height: 360,
+  fps: 30,
+  codec: 'vp8',
+  bitrate: 800_000,
+  tiles: [
+    { x: 4, y: 92, width: 314, height: 176, source: { kind: 'video', channel: 'mcu-v-a' }, plate: { path: '/c/plate a.png', x: 8, y: 240 } },
+    { x: 322, y: 92, width: 314, height: 176, source: { kind: 'image', path: '/c/ph.png' } },
+  ],
+  background: '/c/wait.png',
+  inputTimeoutNs: 6_000_000_000n,
+  rtpPort: 5004,
+  ...over,
+});
+
+describe('compositeLaunch', () => {
+  const launch = compositeLaunch(spec(), presets);
+
+  it('scales each tile with its own videoscale to square pixels before the compositor', () => {
+    expect(launch).toContain(
+      'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    );
+    expect(launch).toContain('filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale');
+    expect(launch).toContain('sink_0::xpos=4 sink_0::ypos=92');
+    expect(launch).toContain('sink_1::xpos=322 sink_1::ypos=92');
+    // Pads never scale (no sink_N::width): that costs 4-6x more than videoscale.
+    expect(launch).not.toMatch(/sink_\d+::width/);
+  });
+
+  it('uses a black background, realtime VP8, and sends RTP to the given port', () => {
+    expect(launch).toContain('compositor name=comp background=black');
+    expect(launch).toContain('vp8enc name=venc deadline=1 cpu-used=-6 threads=1 end-usage=cbr lag-in-frames=0');
+    expect(launch).toContain('target-bitrate=800000');
+    expect(launch).toContain('rtpvp8pay name=vpay');
+    expect(launch).toMatch(/udpsink host=127\.0\.0\.1 port=5004 sync=false/);
+    expect(launch).not.toContain('qos=true');
+  });
+
+  it('draws name plates with quoted paths', () => {
+    expect(launch).toContain('gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240');
+  });
+
+  it('shows the waiting card when there is nobody to show', () => {
+    const empty = compositeLaunch(spec({ tiles: [] }), presets);
+    expect(empty).toContain('filesrc location="/c/wait.png"');
+    expect(empty).toContain('width=640,height=360');
+  });
+
+  it('encodes constrained-baseline H.264 for H.264 viewers', () => {
+    const h = compositeLaunch(spec({ codec: 'h264' }), presets);
+    expect(h).toContain('x264enc name=venc speed-preset=ultrafast tune=zerolatency');
+    expect(h).toContain('bitrate=800');
+    expect(h).toContain('profile=constrained-baseline');
+    expect(h).toContain('rtph264pay name=vpay');
+  });
+});
+
+describe('participantLaunch', () => {
+  it('decodes video once into the participant channel and audio into PCM for the mixer', () => {
+    const l = participantLaunch(
+      {
+        video: { codec: 'vp8', payloadType: 96, channel: 'mcu-v-x' },
+        audio: { codec: 'opus', payloadType: 111, pcmPort: 6000 },
+        mix: { codec: 'opus', bitrate: 32000, rtpPort: 6002 },
+      },
+      presets,
+    );
+    expect(l).toContain('udpsrc name=vin address=127.0.0.1 port=0');
+    expect(l).toContain('encoding-name=VP8,payload=96');
+    expect(l).toContain('vp8dec');
+    expect(l).toContain('intervideosink name=vsink sync=false channel=mcu-v-x');
+    expect(l).toContain('opusdec plc=true');
+    expect(l).toContain('audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6000');
+    expect(l).toContain('appsrc name=mixin');
+    expect(l).toContain('opusenc name=aenc bitrate=32000');
+    expect(l).toContain('port=6002');
+  });
+
+  it('leaves out what the participant does not send or receive', () => {
+    const viewer = participantLaunch({ mix: { codec: 'opus', bitrate: 32000, rtpPort: 1 } }, presets);
+    expect(viewer).not.toContain('vin');
+    expect(viewer).not.toContain('ain');
+    const h264 = participantLaunch({ video: { codec: 'h264', payloadType: 102, channel: 'c' } }, presets);
+    expect(h264).toContain('rtph264depay');
+    expect(h264).toContain('avdec_h264');
+  });
+});
+
+describe('q', () => {
+  it('quotes paths with spaces and quotes', () => {
+    expect(q('/a b/"c".png')).toBe('"/a b/\\"c\\".png"');
+  });
+});
