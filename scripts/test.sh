@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 mkdir -p test-results
 rm -f test-results/results.json
 set +e
+export UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-64}  # pipelines in the test workers each hold a pool thread
 unshare -n -- bash -c 'ip link set lo up && exec node node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json=test-results/results.json "$@"' vitest "$@"
 rc=$?
 set -e

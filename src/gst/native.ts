@@ -3,9 +3,11 @@
  * GstPipeline, which adds: typed errors, an idempotent close(), bus messages with element names,
  * and buffer pushes with explicit timestamps.
  *
- * Thread pool: pollBus() holds one libuv pool thread per running pipeline while it waits, and
- * stop() releases it (the state change posts a message that wakes the wait). bin/mcu.cjs sizes
- * UV_THREADPOOL_SIZE before anything uses the pool.
+ * Thread pool: pollBus() holds one libuv pool thread per running pipeline while it waits.
+ * bin/threadpool.cjs sizes UV_THREADPOOL_SIZE before anything uses the pool. Stopping needs care:
+ * stop() flushes the bus, and a poll job that starts after that flush waits forever (holding its
+ * thread, and hanging process exit). So close() sends EOS and stops the pipeline from inside the
+ * bus callback that the EOS (or any message) wakes, where the binding does not queue another poll.
  */
 import { createRequire } from 'node:module';
 import { PipelineError } from '../core/errors.js';
@@ -47,6 +49,9 @@ export class GstPipeline {
   readonly #p: NativePipeline;
   readonly #elements = new Map<string, NativeElement>();
   #closed = false;
+  #playing = false;
+  #stopped?: Promise<void>;
+  #stopNow?: () => void;
   #onBus?: (e: BusEvent) => void;
   readonly #eosWaiters: Array<() => void> = [];
 
@@ -67,11 +72,17 @@ export class GstPipeline {
   play(onBus?: (e: BusEvent) => void): void {
     if (this.#closed) throw new PipelineError('pipeline is closed');
     this.#onBus = onBus;
+    this.#playing = true;
     this.#p.pollBus((msg) => this.#handleBus(msg));
     this.#p.play();
   }
 
   #handleBus(msg: Record<string, unknown>): void {
+    if (this.#stopNow) {
+      // Closing: stop here, inside the callback, so that no further poll is queued.
+      this.#stopNow();
+      return;
+    }
     // gstreamer-superficial copies the message structure over `type`; the GstMessage type is the
     // structure name for stream-status and similar, so only these three are reliable.
     const type = String(msg.type ?? '');
@@ -140,13 +151,34 @@ export class GstPipeline {
     return done;
   }
 
-  /** Stops the pipeline and frees its bus thread. Safe to call twice. */
-  close(): void {
-    if (this.#closed) return;
+  /**
+   * Stops the pipeline and frees its bus thread; resolves once it is stopped. Safe to call twice.
+   * The pipeline is stopped within `graceMs` even if no bus message comes.
+   */
+  close(graceMs = 2000): Promise<void> {
+    if (this.#stopped) return this.#stopped;
     this.#closed = true;
     this.#elements.clear();
     this.#onBus = undefined;
-    this.#p.stop();
     this.#eosWaiters.splice(0).forEach((w) => w());
+    if (!this.#playing) {
+      this.#p.stop();
+      this.#stopped = Promise.resolve();
+      return this.#stopped;
+    }
+    this.#stopped = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#stopNow?.(), graceMs);
+      timer.unref?.();
+      let done = false;
+      this.#stopNow = () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.#p.stop();
+        resolve();
+      };
+    });
+    this.#p.sendEOS();
+    return this.#stopped;
   }
 }

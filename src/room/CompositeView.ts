@@ -115,7 +115,7 @@ export class CompositeView extends EventEmitter {
 
   #restart(): void {
     if (this.#closed) return;
-    this.#pipeline?.close();
+    void this.#pipeline?.close();
     this.#pipeline = undefined;
     if (++this.#restarts > 5) {
       this.#log.error('composite failed 5 times; giving up on it');
@@ -154,13 +154,15 @@ export class CompositeView extends EventEmitter {
     if (this.codec === 'vp8') this.#pipeline?.set(EL.videoEnc, 'target-bitrate', bitrate);
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#keyframeTimer) clearTimeout(this.#keyframeTimer);
-    this.#pipeline?.close();
-    this.#udp?.close();
-    this.removeAllListeners();
-    this.#log.debug('composite closed');
+  /** Stops the composite; resolves when its pipeline has stopped. Safe to call twice. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      if (this.#keyframeTimer) clearTimeout(this.#keyframeTimer);
+      this.#udp?.close();
+      this.removeAllListeners();
+      this.#log.debug('composite closed');
+    }
+    return this.#pipeline?.close() ?? Promise.resolve();
   }
 }

@@ -113,6 +113,8 @@ export class Participant {
     }
     this.session.onRtp('video', (p) => this.#onVideoRtp(p));
     this.session.onRtp('audio', (p) => {
+      // Only the negotiated payload type goes on: the jitterbuffer's caps name exactly one.
+      if (p.length < 12 || (p[1] & 0x7f) !== t.audio?.payloadType) return;
       this.audioPacketsIn++;
       if (this.#audioPort) sendToPipeline(this.#audioPort, p);
     });
@@ -160,7 +162,7 @@ export class Participant {
   /** An error in this participant's pipeline is isolated to it: rebuild it, a few times at most. */
   #restartPipeline(): void {
     if (this.#closed) return;
-    this.#pipeline?.close();
+    void this.#pipeline?.close();
     this.#pipeline = undefined;
     this.#videoPort = this.#audioPort = undefined;
     if (++this.#restarts > 5) {
@@ -174,7 +176,7 @@ export class Participant {
 
   #onVideoRtp(packet: Buffer): void {
     const rtp = parseRtp(packet);
-    if (!rtp) return;
+    if (!rtp || rtp.payloadType !== this.session.tracks.video?.payloadType) return;
     this.videoPacketsIn++;
     this.#lastVideoAt = performance.now();
     // Loss tracking: a hole that is not filled (by NACK/RTX) soon means the decoder needs a keyframe.
@@ -261,10 +263,9 @@ export class Participant {
     this.deps.mixer.removeInput(this.id);
     this.deps.mixer.removeOutput(this.id);
     this.videoOut?.close();
-    this.#pipeline?.close();
     this.#pcmUdp?.close();
     this.#mixUdp?.close();
-    await this.session.close();
+    await Promise.all([this.#pipeline?.close(), this.session.close()]);
     this.#log.info('left');
   }
 }

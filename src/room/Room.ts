@@ -138,7 +138,7 @@ export class Room {
         const v = view;
         view.start().catch((err) => {
           this.#log.error(`composite failed to start: ${(err as Error).message}`);
-          v.close();
+          void v.close();
           this.views.delete(key);
         });
       }
@@ -148,7 +148,7 @@ export class Room {
 
   #release(view: CompositeView): void {
     if (view.listenerCount('packet') > 0 || view.closed) return;
-    view.close();
+    void view.close();
     if (this.views.get(view.key) === view) this.views.delete(view.key);
   }
 
@@ -181,7 +181,7 @@ export class Room {
     clearInterval(this.#tick);
     await Promise.all([...this.participants.values()].map((p) => p.close()));
     this.participants.clear();
-    for (const v of this.views.values()) v.close();
+    await Promise.all([...this.views.values()].map((v) => v.close()));
     this.views.clear();
     this.mixer.close();
   }
