@@ -4,6 +4,7 @@ import { loadConfig, type McuConfig } from './core/config.js';
 import { createLogger, setLogLevel, type LogLevel } from './core/log.js';
 import { createApp } from './http/app.js';
 import { Mcu } from './room/Mcu.js';
+import { PeerSession } from './rtc/native.js';
 
 export interface RunningServer {
   mcu: Mcu;
@@ -15,6 +16,7 @@ export interface RunningServer {
 export async function startServer(config: McuConfig = loadConfig()): Promise<RunningServer> {
   setLogLevel(config.logLevel as LogLevel);
   const mcu = new Mcu(config);
+  await PeerSession.warmUp().catch(() => undefined);
   const server = http.createServer(createApp(mcu));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -49,6 +51,7 @@ export async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), 10_000);
     void running.close().then(() => {
       clearTimeout(force);
+      log.info('closed; exiting');
       process.exit(0);
     });
   };

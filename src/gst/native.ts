@@ -6,11 +6,12 @@
  * Thread pool: pollBus() holds one libuv pool thread per running pipeline while it waits.
  * bin/threadpool.cjs sizes UV_THREADPOOL_SIZE before anything uses the pool. Stopping needs care:
  * stop() flushes the bus, and a poll job that starts after that flush waits forever (holding its
- * thread, and hanging process exit). So close() sends EOS and stops the pipeline from inside the
- * bus callback that the EOS (or any message) wakes, where the binding does not queue another poll.
+ * thread, and hanging process exit). So close() pauses the pipeline and stops it from inside the
+ * bus callback that the state-change messages wake, where the binding queues no further poll.
  */
 import { createRequire } from 'node:module';
 import { PipelineError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
 
 const require = createRequire(import.meta.url);
 
@@ -22,12 +23,26 @@ interface NativePipeline {
   play(): void;
   stop(): void;
   sendEOS(): void;
+  pause(): void;
   findChild(name: string): NativeElement | undefined;
   forceKeyUnit(name: string, count: number): boolean;
   pollBus(cb: (msg: Record<string, unknown>) => void): void;
 }
 interface NativeModule {
   Pipeline: new (launch: string) => NativePipeline;
+}
+
+const log = createLogger('gst');
+
+/** Runs a synchronous GStreamer call; one that holds the event loop for long is worth knowing about. */
+function timed<T>(what: string, fn: () => T): T {
+  const t0 = performance.now();
+  try {
+    return fn();
+  } finally {
+    const ms = performance.now() - t0;
+    if (ms > 50) log.warn(`${what} held the event loop for ${Math.round(ms)} ms`);
+  }
 }
 
 let native: NativeModule | undefined;
@@ -58,7 +73,7 @@ export class GstPipeline {
   /** Parses the launch string; throws PipelineError if GStreamer refuses it. */
   constructor(readonly launch: string) {
     try {
-      this.#p = new (load().Pipeline)(launch);
+      this.#p = timed('building a pipeline', () => new (load().Pipeline)(launch));
     } catch (err) {
       throw new PipelineError(`GStreamer could not build the pipeline: ${(err as Error).message}`);
     }
@@ -74,7 +89,7 @@ export class GstPipeline {
     this.#onBus = onBus;
     this.#playing = true;
     this.#p.pollBus((msg) => this.#handleBus(msg));
-    this.#p.play();
+    timed('starting a pipeline', () => this.#p.play());
   }
 
   #handleBus(msg: Record<string, unknown>): void {
@@ -115,7 +130,7 @@ export class GstPipeline {
   }
 
   get(name: string, prop: string): unknown {
-    return this.#element(name)[prop];
+    return timed(`reading ${name}.${prop}`, () => this.#element(name)[prop]);
   }
 
   /** Pushes one buffer into an appsrc; ptsNs, when given, becomes the buffer's PTS. */
@@ -134,7 +149,7 @@ export class GstPipeline {
   /** Asks for a keyframe: name an element downstream of the encoder (the event travels upstream). */
   forceKeyUnit(name: string): void {
     if (this.#closed) return;
-    this.#p.forceKeyUnit(name, 1);
+    timed('a keyframe request', () => this.#p.forceKeyUnit(name, 1));
   }
 
   /** Sends EOS and resolves when it reaches the sinks, or after timeoutMs. */
@@ -167,18 +182,23 @@ export class GstPipeline {
       return this.#stopped;
     }
     this.#stopped = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.#stopNow?.(), graceMs);
+      const timer = setTimeout(() => {
+        log.warn(`no bus message within ${graceMs} ms of pausing; stopping from outside`, { launch: this.launch.slice(0, 120) });
+        this.#stopNow?.();
+      }, graceMs);
       timer.unref?.();
       let done = false;
       this.#stopNow = () => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        this.#p.stop();
+        timed('stopping a pipeline', () => this.#p.stop());
         resolve();
       };
     });
-    this.#p.sendEOS();
+    // Pausing posts state-changed messages at once (the bus is not flushing yet): they wake the
+    // poller, or wait on the bus for one that has not started, and it stops the pipeline.
+    timed('pausing a pipeline', () => this.#p.pause());
     return this.#stopped;
   }
 }

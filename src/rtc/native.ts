@@ -171,6 +171,20 @@ export class PeerSession {
     });
   }
 
+  /**
+   * Loads werift's lazily required modules and runs its certificate and key code once, so that
+   * the first real join does not stall the event loop (and everyone's media) while it does so.
+   */
+  static async warmUp(): Promise<void> {
+    const pc = new RTCPeerConnection({ iceServers: [], iceUseIpv6: false, codecs: { video: videoCodecs(['vp8']), audio: [OPUS()] } });
+    try {
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+    } finally {
+      await pc.close().catch(() => undefined);
+    }
+  }
+
   get answerSdp(): string {
     return this.#answer;
   }

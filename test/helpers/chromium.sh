@@ -1,0 +1,6 @@
+#!/bin/sh
+# The browsers stand in for remote people. On this small shared machine, keep them on the last
+# CPU so the server under test is not starved by them, as it would not be on its own host.
+# (Chromium sets its own process priorities, so nice would not hold.)
+last=$(($(nproc) - 1))
+exec taskset -c "$last" /usr/bin/chromium "$@"
