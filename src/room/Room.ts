@@ -1,6 +1,6 @@
 import { compose, compositionKey, type Composition, type TileSubject } from '../core/composition.js';
 import type { McuConfig } from '../core/config.js';
-import { NotFoundError } from '../core/errors.js';
+import { InvalidStateError, NotFoundError } from '../core/errors.js';
 import type { LayoutRegistry } from '../core/layouts.js';
 import type { Logger } from '../core/log.js';
 import type { Presets } from '../core/pipelines.js';
@@ -105,7 +105,8 @@ export class Room {
   /** What `p` sees now: the composition of the view on screen, or the one about to be if none is yet. */
   viewOf(participantId: string): Composition {
     const p = this.get(participantId);
-    return p.videoOut?.shown?.composition ?? this.compositionFor(p);
+    if (!p.videoOut) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no view`);
+    return p.videoOut.shown?.composition ?? this.compositionFor(p);
   }
 
   scheduleRecompose(): void {

@@ -1,0 +1,195 @@
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RtpPacket } from 'werift';
+import type { GstPipeline } from '../../src/gst/native.js';
+import { LocalUdp } from '../../src/media/localUdp.js';
+import { colourSender, frameGrabber, latestFrame, near, sleep, toneSender } from '../helpers/media.js';
+import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { joinWerift, makeOffer, type WeriftPeer } from '../helpers/weriftPeer.js';
+
+let server: ServerProcess;
+const cleanup: Array<() => unknown> = [];
+beforeAll(async () => {
+  server = await startServerProcess();
+});
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+  expect(await server.stop()).toBe(0);
+});
+
+const post = (room: string, body: string, type = 'application/sdp', name = 'T') =>
+  fetch(`${server.url}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`, { method: 'POST', headers: { 'Content-Type': type }, body });
+
+async function expectError(res: Response, status: number, message: RegExp) {
+  expect(res.status).toBe(status);
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  expect(body.error.code).toEqual(expect.any(String));
+  expect(body.error.message).toMatch(message);
+}
+
+/** Forwards a werift peer's received video RTP into a GStreamer decoder that writes PNG frames. */
+function grabVideo(peer: WeriftPeer, codec: 'vp8' | 'h264' = 'vp8') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-api-'));
+  const grab = frameGrabber(dir, codec);
+  const sock = dgram.createSocket('udp4');
+  peer.onRtp('video', (rtp) => sock.send(rtp.serialize(), grab.port, '127.0.0.1'));
+  cleanup.push(() => grab.pipeline.close(), () => sock.close());
+  return dir;
+}
+
+/** Feeds GStreamer-made VP8 and Opus RTP into a werift peer's outgoing tracks. */
+async function publish(peer: WeriftPeer, rgb: [number, number, number], freq: number) {
+  for (const kind of ['video', 'audio'] as const) {
+    const track = peer.send[kind];
+    if (!track) continue;
+    const udp = await LocalUdp.open((b) => track.writeRtp(RtpPacket.deSerialize(b)));
+    const p: GstPipeline = kind === 'video' ? colourSender(rgb, udp.port) : toneSender(freq, udp.port);
+    cleanup.push(() => p.close(), () => udp.close());
+  }
+}
+
+describe('WHIP join', () => {
+  it('answers 201 with a non-trickle SDP answer and a Location, and DELETE leaves', async () => {
+    const o = await makeOffer({ audio: 'sendrecv', video: 'sendrecv' });
+    const res = await post('api-basic', o.sdp, 'application/sdp', 'Basic');
+    expect(res.status).toBe(201);
+    expect(res.headers.get('content-type')).toMatch(/^application\/sdp/);
+    const location = res.headers.get('location')!;
+    expect(location).toMatch(/^\/v1\/rooms\/api-basic\/participants\/[0-9a-f-]{36}$/);
+    const answer = await res.text();
+    expect(answer).toMatch(/^v=0/);
+    // Non-trickle: the candidates are in the answer.
+    expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 \d+ typ host/);
+    await o.pc.close();
+    const room = await (await fetch(`${server.url}/v1/rooms/api-basic`)).json();
+    expect(room.participants.map((p: { name: string }) => p.name)).toEqual(['Basic']);
+    const rooms = await (await fetch(`${server.url}/v1/rooms`)).json();
+    expect(rooms.rooms.map((r: { id: string }) => r.id)).toContain('api-basic');
+    expect((await fetch(server.url + location, { method: 'DELETE' })).status).toBe(204);
+    expect((await fetch(server.url + location, { method: 'DELETE' })).status).toBe(404);
+  });
+});
+
+describe('bad input gets a clear 4xx and disturbs nobody', () => {
+  let viewer: WeriftPeer;
+  let frames: string;
+
+  beforeAll(async () => {
+    const publisher = await joinWerift(server.url, 'api-bad', 'Pub', { audio: 'sendonly', video: 'sendonly' });
+    viewer = await joinWerift(server.url, 'api-bad', 'Watcher', { audio: 'recvonly', video: 'recvonly' });
+    cleanup.push(() => publisher.close(), () => viewer.close());
+    await publish(publisher, [200, 40, 200], 500);
+    frames = grabVideo(viewer);
+  });
+
+  it.each([
+    ['an empty body', '', 'application/sdp', 400, /empty/],
+    ['garbage', 'hello, I am not an SDP', 'application/sdp', 400, /not an SDP offer/],
+    ['a JSON body', '{"sdp": "v=0"}', 'application/json', 415, /application\/sdp/],
+  ])('%s', async (_what, body, type, status, msg) => {
+    await expectError(await post('api-bad', body as string, type as string), status as number, msg as RegExp);
+  });
+
+  it('an offer without ICE credentials', async () => {
+    const o = await makeOffer({ audio: 'sendrecv' });
+    await o.pc.close();
+    await expectError(await post('api-bad', o.sdp.replace(/a=ice-(ufrag|pwd):.*\r\n/g, '')), 400, /ICE credentials/);
+  });
+
+  it('an offer with no codec in common (VP9 only)', async () => {
+    const o = await makeOffer({ video: 'sendrecv' });
+    await o.pc.close();
+    await expectError(await post('api-bad', o.sdp.replace(/VP8\/90000/g, 'VP9/90000')), 415, /no common codec/);
+  });
+
+  it('an over-long name, a bad room id, an over-long body', async () => {
+    const o = await makeOffer({ audio: 'sendrecv' });
+    await o.pc.close();
+    await expectError(await post('api-bad', o.sdp, 'application/sdp', 'x'.repeat(65)), 400, /at most 64/);
+    await expectError(await post('bad room!', o.sdp), 400, /room ids/);
+    await expectError(await post('api-bad', o.sdp + 'a=x:' + 'y'.repeat(70_000)), 413, /over/);
+  });
+
+  it('unknown rooms and participants are 404, trickle PATCH is 405', async () => {
+    await expectError(await fetch(`${server.url}/v1/rooms/nope`), 404, /no room/);
+    await expectError(await fetch(`${server.url}/v1/rooms/api-bad/participants/123`), 404, /no participant/);
+    await expectError(await fetch(`${server.url}/v1/rooms/api-bad/participants/123/view`), 404, /no participant/);
+    await expectError(await fetch(`${server.url}/v1/rooms/api-bad/participants/123`, { method: 'DELETE' }), 404, /no participant/);
+    await expectError(await fetch(`${server.url}/v1/nothing-here`), 404, /no such API route/);
+    expect((await fetch(`${server.url}/v1/rooms/api-bad/participants/${viewer.id}`, { method: 'PATCH' })).status).toBe(405);
+  });
+
+  it('after all that, the viewer still sees the publisher in its tile and hears it', async () => {
+    const room = await (await fetch(`${server.url}/v1/rooms/api-bad`)).json();
+    expect(room.participants.map((p: { name: string; role: string }) => [p.name, p.role])).toEqual([
+      ['Pub', 'publisher'],
+      ['Watcher', 'viewer'],
+    ]);
+    let view: { tiles: Array<{ x: number; y: number; width: number; height: number; source: string; name: string }> } = { tiles: [] };
+    for (let i = 0; i < 50 && view.tiles[0]?.source !== 'video'; i++) {
+      await sleep(200);
+      view = await (await fetch(`${server.url}/v1/rooms/api-bad/participants/${viewer.id}/view`)).json();
+    }
+    // A viewer that sends nothing is not a tile: the publisher is the only one.
+    expect(view.tiles.map((t) => [t.name, t.source])).toEqual([['Pub', 'video']]);
+    await sleep(1500);
+    const f = await latestFrame(frames);
+    const t = view.tiles[0];
+    const centre = f.px(t.x + t.width / 2, t.y + t.height / 2);
+    expect(near(centre, [200, 40, 200], 45), `centre ${centre}`).toBe(true);
+    expect(viewer.received.audio).toBeGreaterThan(50);
+    // A publisher receives no video, so it has no view.
+    const pub = room.participants[0].id;
+    expect((await fetch(`${server.url}/v1/rooms/api-bad/participants/${pub}/view`)).status).toBe(409);
+  });
+});
+
+describe('roles and media kinds', () => {
+  it('an audio-only participant hears the mix and shows as a placeholder tile', async () => {
+    const talker = await joinWerift(server.url, 'api-roles', 'Talker', { audio: 'sendrecv' });
+    const watcher = await joinWerift(server.url, 'api-roles', 'Watcher', { audio: 'recvonly', video: 'recvonly' });
+    cleanup.push(() => talker.close(), () => watcher.close());
+    await publish(talker, [0, 0, 0], 660);
+    await sleep(2500);
+    const view = await (await fetch(`${server.url}/v1/rooms/api-roles/participants/${watcher.id}/view`)).json();
+    expect(view.tiles.map((t: { name: string; source: string }) => [t.name, t.source])).toEqual([['Talker', 'placeholder']]);
+    expect(talker.received.audio).toBeGreaterThan(50);
+    expect(talker.received.video).toBe(0);
+    expect(watcher.received.video).toBeGreaterThan(30);
+  });
+
+  it('an H.264-only viewer gets H.264', async () => {
+    const h = await joinWerift(server.url, 'api-h264', 'Legacy', { audio: 'recvonly', video: 'recvonly', videoCodec: 'h264' });
+    cleanup.push(() => h.close());
+    expect(h.answer).toMatch(/a=rtpmap:\d+ H264\/90000/);
+    expect(h.answer).not.toMatch(/VP8/);
+    const dir = grabVideo(h, 'h264');
+    await sleep(3000);
+    const f = await latestFrame(dir);
+    expect([f.width, f.height]).toEqual([640, 360]);
+  });
+});
+
+describe('a peer that dies', () => {
+  it('is removed by itself within 10 s', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [path.resolve('test/helpers/doomed-peer.mjs'), server.url, 'api-doomed'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const location = await new Promise<string>((resolve, reject) => {
+      child.stdout!.on('data', (d) => resolve(String(d).trim()));
+      child.once('exit', (c) => reject(new Error(`peer exited ${c}`)));
+    });
+    expect((await fetch(server.url + location)).status).toBe(200);
+    child.kill('SIGKILL');
+    const killedAt = Date.now();
+    let status = 200;
+    while (status === 200 && Date.now() - killedAt < 12_000) {
+      await sleep(250);
+      status = (await fetch(server.url + location)).status;
+    }
+    expect(status).toBe(404);
+    expect(Date.now() - killedAt).toBeLessThan(10_000);
+  });
+});

@@ -1,0 +1,89 @@
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, type RtpPacket } from 'werift';
+
+export interface WeriftPeer {
+  pc: RTCPeerConnection;
+  location: string;
+  id: string;
+  answer: string;
+  received: { audio: number; video: number };
+  onRtp: (kind: 'audio' | 'video', fn: (p: RtpPacket) => void) => void;
+  send: Partial<Record<'audio' | 'video', MediaStreamTrack>>;
+  close(): Promise<void>;
+}
+
+export interface PeerOptions {
+  audio?: RTCRtpTransceiverDirection;
+  video?: RTCRtpTransceiverDirection;
+  videoCodec?: 'vp8' | 'h264';
+}
+
+type RTCRtpTransceiverDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+
+/** Builds a werift offer on 127.0.0.1 only (no STUN, no mDNS), with every candidate in it. */
+export async function makeOffer(opts: PeerOptions) {
+  const pc = new RTCPeerConnection({
+    iceServers: [],
+    iceAdditionalHostAddresses: ['127.0.0.1'],
+    iceUseIpv6: false,
+    codecs: {
+      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
+      video: [
+        opts.videoCodec === 'h264'
+          ? new RTCRtpCodecParameters({
+              mimeType: 'video/H264',
+              clockRate: 90000,
+              payloadType: 102,
+              rtcpFeedback: [{ type: 'nack', parameter: 'pli' }],
+              parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+            })
+          : new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] }),
+      ],
+    },
+  });
+  const send: WeriftPeer['send'] = {};
+  const handlers: Record<'audio' | 'video', Array<(p: RtpPacket) => void>> = { audio: [], video: [] };
+  const received = { audio: 0, video: 0 };
+  for (const kind of ['audio', 'video'] as const) {
+    const dir = opts[kind];
+    if (!dir) continue;
+    const sending = dir === 'sendrecv' || dir === 'sendonly';
+    const track = sending ? new MediaStreamTrack({ kind }) : undefined;
+    if (track) send[kind] = track;
+    const t = pc.addTransceiver(track ?? kind, { direction: dir });
+    t.onTrack.subscribe((tr) =>
+      tr.onReceiveRtp.subscribe((rtp) => {
+        received[kind]++;
+        handlers[kind].forEach((h) => h(rtp));
+      }),
+    );
+  }
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
+  return { pc, sdp: pc.localDescription!.sdp, send, received, handlers };
+}
+
+export async function joinWerift(baseUrl: string, room: string, name: string, opts: PeerOptions): Promise<WeriftPeer> {
+  const o = await makeOffer(opts);
+  const res = await fetch(`${baseUrl}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp' },
+    body: o.sdp,
+  });
+  if (res.status !== 201) {
+    await o.pc.close();
+    throw new Error(`join failed ${res.status}: ${await res.text()}`);
+  }
+  const answer = await res.text();
+  await o.pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  const location = res.headers.get('location')!;
+  return {
+    pc: o.pc,
+    location,
+    id: location.split('/').pop()!,
+    answer,
+    received: o.received,
+    send: o.send,
+    onRtp: (kind, fn) => o.handlers[kind].push(fn),
+    close: () => o.pc.close(),
+  };
+}
