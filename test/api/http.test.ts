@@ -193,3 +193,49 @@ describe('a peer that dies', () => {
     expect(Date.now() - killedAt).toBeLessThan(10_000);
   });
 });
+
+describe('a publisher whose video stops', () => {
+  it('shows its placeholder, and the viewer’s stream stays one continuous RTP stream throughout', async () => {
+    const publisher = await joinWerift(server.url, 'api-stall', 'Stalls', { video: 'sendonly' });
+    const viewer = await joinWerift(server.url, 'api-stall', 'Watcher', { video: 'recvonly' });
+    cleanup.push(() => publisher.close(), () => viewer.close());
+    const headers: Array<{ ssrc: number; seq: number; ts: number }> = [];
+    viewer.onRtp('video', (rtp) => headers.push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp }));
+    const frames = grabVideo(viewer);
+    const udp = await LocalUdp.open((b) => publisher.send.video!.writeRtp(RtpPacket.deSerialize(b)));
+    const sender = colourSender([240, 200, 20], udp.port);
+    cleanup.push(() => udp.close());
+    const viewOf = async () => (await (await fetch(`${server.url}/v1/rooms/api-stall/participants/${viewer.id}/view`)).json()).tiles[0];
+    let tile = await viewOf();
+    for (let i = 0; i < 50 && tile.source !== 'video'; i++) {
+      await sleep(200);
+      tile = await viewOf();
+    }
+    expect(tile.source).toBe('video');
+    await sleep(1000);
+    const live = (await latestFrame(frames)).px(tile.x + tile.width / 2, tile.y + tile.height / 2);
+    expect(near(live, [240, 200, 20], 45), `live ${live}`).toBe(true);
+
+    await sender.close(); // the camera stops; RTP stops
+    for (let i = 0; i < 40 && tile.source !== 'placeholder'; i++) {
+      await sleep(200);
+      tile = await viewOf();
+    }
+    expect(tile.source).toBe('placeholder');
+    await sleep(1000);
+    const shown = (await latestFrame(frames)).px(tile.x + tile.width / 2, tile.y + tile.height * 0.22);
+    expect(near(shown, [240, 200, 20], 45), 'no longer the last frame').toBe(false);
+    expect(shown.reduce((a, b) => a + b), 'the placeholder, not black').toBeGreaterThan(60);
+
+    // Three compositions went by (placeholder, video, placeholder); the viewer saw one stream.
+    expect(new Set(headers.map((h) => h.ssrc)).size).toBe(1);
+    let backwards = 0;
+    for (let i = 1; i < headers.length; i++) {
+      const dSeq = (headers[i].seq - headers[i - 1].seq) & 0xffff;
+      const dTs = (headers[i].ts - headers[i - 1].ts) >>> 0;
+      if (dSeq === 0 || dSeq > 0x8000 || dTs > 0x80000000) backwards++;
+    }
+    expect(backwards, 'packets whose sequence number or timestamp went backwards').toBe(0);
+    expect(headers.length).toBeGreaterThan(100);
+  });
+});
