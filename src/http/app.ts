@@ -5,6 +5,8 @@ import { createLogger } from '../core/log.js';
 import { PROJECT_ROOT } from '../core/pipelines.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp.js';
 import { checkRoomId, type Mcu } from '../room/Mcu.js';
+import { parseLayout } from '../core/layouts.js';
+import { openApiDocument, validateBody } from './openapi.js';
 
 const log = createLogger('http');
 
@@ -27,7 +29,8 @@ export function createApp(mcu: Mcu): express.Express {
     if (typeof req.body !== 'string' || req.body.trim() === '') {
       throw new BadRequestError('the request body must be an SDP offer; it was empty', 'bad_sdp');
     }
-    const { participant, answer } = await mcu.join(roomId, req.query.name, req.body);
+    const screenshare = req.query.screenshare === 'true' || req.query.screenshare === '1';
+    const { participant, answer } = await mcu.join(roomId, req.query.name, req.body, { screenshare });
     const location = `/v1/rooms/${encodeURIComponent(roomId)}/participants/${participant.id}`;
     res.status(201).location(location).type('application/sdp').send(answer);
   });
@@ -60,13 +63,80 @@ export function createApp(mcu: Mcu): express.Express {
       width: c.width,
       height: c.height,
       layout: c.layout,
-      tiles: c.tiles.map((t) => ({ participantId: t.participantId, name: t.name, x: t.x, y: t.y, width: t.width, height: t.height, source: t.source })),
+      tiles: c.tiles.map((t) => ({ participantId: t.participantId, name: t.name, x: t.x, y: t.y, width: t.width, height: t.height, z: t.z, source: t.source })),
       overflow: c.overflow,
     });
   });
 
+  const jsonBody = express.json({ limit: '64kb' });
+  const room = (req: Request) => mcu.room(String(req.params.room));
+
+  app.get('/v1/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
+
   app.get('/v1/layouts', (_req, res) => {
     res.json({ layouts: mcu.layouts.list() });
+  });
+
+  app.get('/v1/layouts/:layout', (req, res) => {
+    res.json(mcu.layouts.get(String(req.params.layout)));
+  });
+
+  app.put('/v1/layouts/:layout', jsonBody, (req, res) => {
+    const raw = { ...(typeof req.body === 'object' && req.body !== null ? req.body : {}), id: req.body?.id ?? req.params.layout };
+    if (raw.id !== req.params.layout) throw new BadRequestError(`field "id" ("${raw.id}") must match the layout id in the path ("${req.params.layout}")`, 'invalid_layout');
+    validateBody('Layout', raw);
+    const layout = parseLayout(raw, 'layout');
+    const { created } = mcu.layouts.put(layout);
+    mcu.layoutChanged(layout.id);
+    res.status(created ? 201 : 200).json(mcu.layouts.get(layout.id));
+  });
+
+  app.delete('/v1/layouts/:layout', (req, res) => {
+    mcu.layouts.delete(String(req.params.layout));
+    mcu.layoutChanged(String(req.params.layout));
+    res.status(204).end();
+  });
+
+  app.put('/v1/rooms/:room/layout', jsonBody, (req, res) => {
+    const r = room(req);
+    r.setLayout(validateBody<{ layout?: string; selfView?: boolean }>('RoomLayoutRequest', req.body));
+    res.json(r.dump());
+  });
+
+  app.put('/v1/rooms/:room/participants/:id/layout', jsonBody, (req, res) => {
+    const r = room(req);
+    r.setViewerPrefs(String(req.params.id), validateBody('ViewerLayoutRequest', req.body));
+    res.json(r.get(String(req.params.id)).dump());
+  });
+
+  app.delete('/v1/rooms/:room/participants/:id/layout', (req, res) => {
+    room(req).clearViewerPrefs(String(req.params.id));
+    res.status(204).end();
+  });
+
+  app.put('/v1/rooms/:room/pin', jsonBody, (req, res) => {
+    const r = room(req);
+    r.setPin(validateBody<{ participantId: string | null }>('PinRequest', req.body).participantId);
+    res.json(r.dump());
+  });
+
+  app.delete('/v1/rooms/:room/pin', (req, res) => {
+    room(req).setPin(null);
+    res.status(204).end();
+  });
+
+  app.put('/v1/rooms/:room/participants/:id/pin', jsonBody, (req, res) => {
+    const r = room(req);
+    const { participantId } = validateBody<{ participantId: string | null }>('PinRequest', req.body);
+    r.setViewerPrefs(String(req.params.id), { pin: participantId });
+    res.json(r.get(String(req.params.id)).dump());
+  });
+
+  app.delete('/v1/rooms/:room/participants/:id/pin', (req, res) => {
+    room(req).setViewerPrefs(String(req.params.id), { pin: null });
+    res.status(204).end();
   });
 
   app.use('/v1', (_req, _res, next) => next(new McuError(404, 'not_found', 'no such API route')));
@@ -79,7 +149,9 @@ export function createApp(mcu: Mcu): express.Express {
     if (err instanceof McuError) {
       ({ status, code, message } = err);
     } else if (e?.type === 'entity.too.large') {
-      [status, code, message] = [413, 'too_large', `the body is over ${MAX_SDP_BYTES} bytes`];
+      [status, code, message] = [413, 'too_large', 'the request body is too large'];
+    } else if (e?.type === 'entity.parse.failed') {
+      [status, code, message] = [400, 'bad_json', `the body is not valid JSON: ${e.message}`];
     } else if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
       [status, code, message] = [e.status, 'bad_request', e.message ?? 'bad request'];
     }

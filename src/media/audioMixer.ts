@@ -18,6 +18,16 @@ export class SampleFifo {
   #primed = false;
   /** Most recent frame's peak level, 0..1. */
   level = 0;
+  #energy = 0;
+  #samples = 0;
+
+  /** RMS level in dBFS of everything read since the last call (-100 when silent). */
+  takeLevelDb(): number {
+    const rms = this.#samples > 0 ? Math.sqrt(this.#energy / this.#samples) / 32768 : 0;
+    this.#energy = 0;
+    this.#samples = 0;
+    return rms > 1e-5 ? 20 * Math.log10(rms) : -100;
+  }
 
   constructor(
     capacity = SAMPLE_RATE / 2,
@@ -67,9 +77,11 @@ export class SampleFifo {
       const v = this.#buf[(this.#read + i) % cap];
       own[i] = v;
       acc[i] += v;
+      this.#energy += v * v;
       const a = v < 0 ? -v : v;
       if (a > peak) peak = a;
     }
+    this.#samples += FRAME_SAMPLES;
     this.#read = (this.#read + n) % cap;
     this.#size -= n;
     if (n < FRAME_SAMPLES) this.#primed = false; // underrun: rebuild a cushion before reading on
@@ -119,8 +131,9 @@ export class AudioMixer {
     this.#outputs.delete(id);
   }
 
-  levels(): Map<string, number> {
-    return new Map([...this.#inputs].map(([id, i]) => [id, i.fifo.level]));
+  /** Each input's RMS level in dBFS since the last call. */
+  takeLevels(): Map<string, number> {
+    return new Map([...this.#inputs].map(([id, i]) => [id, i.fifo.takeLevelDb()]));
   }
 
   #ensureRunning(): void {

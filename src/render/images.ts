@@ -82,6 +82,18 @@ export class ImageRenderer {
     return { path: file, width, height };
   }
 
+  /** The "+N" tile for participants a layout has no room for. */
+  overflowCard(text: string, width: number, height: number): Promise<string> {
+    return this.#cached('more', [text, width, height], () => {
+      const size = Math.round(Math.min(width, height) * 0.4);
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
+<rect width="100%" height="100%" fill="#2a2c34"/>
+<text x="${width / 2}" y="${height / 2 + size * 0.35}" font-family="${FONT}" font-size="${size}" fill="#e8e9ee" text-anchor="middle">${esc(text)}</text>
+</svg>`;
+      return sharp(Buffer.from(svg)).png().toBuffer();
+    });
+  }
+
   /** Full-canvas card shown while nobody else is in the room. */
   waitingCard(width: number, height: number, text = 'Waiting for others to join…'): Promise<string> {
     return this.#cached('wait', [width, height, text], () => {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Composition } from '../core/composition.js';
 import { createLogger, type Logger } from '../core/log.js';
-import { compositeLaunch, EL, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { compositeLaunch, EL, type CompositeSpec, type CompositeTile, type Presets, type VideoCodec } from '../core/pipelines.js';
 import { GstPipeline } from '../gst/native.js';
 import { LocalUdp } from '../media/localUdp.js';
 import { isKeyframeStart, parseRtp, type RtpView } from '../media/rtp.js';
@@ -64,18 +64,21 @@ export class CompositeView extends EventEmitter {
   async #spec(rtpPort: number): Promise<CompositeSpec> {
     const c = this.composition;
     const r = this.deps.renderer;
+    // Drawing order follows z; the compositor's zorder follows the tile order.
+    const ordered = [...c.tiles].sort((a, b) => a.z - b.z);
     const tiles = await Promise.all(
-      c.tiles.map(async (t) => {
+      ordered.map(async (t): Promise<CompositeTile> => {
+        const box = { x: t.x, y: t.y, width: t.width, height: t.height };
+        if (t.source === 'overflow' || t.participantId === null) {
+          return { ...box, source: { kind: 'image', path: await r.overflowCard(t.name, t.width, t.height) } };
+        }
         const plate = await r.namePlate(t.name, t.width - 8, t.height);
         return {
-          x: t.x,
-          y: t.y,
-          width: t.width,
-          height: t.height,
+          ...box,
           source:
             t.source === 'video'
-              ? ({ kind: 'video', channel: this.deps.channelOf(t.participantId) } as const)
-              : ({ kind: 'image', path: await r.placeholder(t.participantId, t.name, t.width, t.height) } as const),
+              ? { kind: 'video', channel: this.deps.channelOf(t.participantId) }
+              : { kind: 'image', path: await r.placeholder(t.participantId, t.name, t.width, t.height) },
           plate: { path: plate.path, x: t.x + 4, y: t.y + t.height - plate.height - 4 },
         };
       }),

@@ -59,7 +59,7 @@ export class Mcu {
   }
 
   /** WHIP join: answers the offer and adds the peer to the room (created on first join). */
-  async join(roomId: string, rawName: unknown, offer: string) {
+  async join(roomId: string, rawName: unknown, offer: string, opts: { screenshare?: boolean } = {}) {
     checkRoomId(roomId);
     const name = checkName(rawName, `Guest ${++this.#guests}`);
     const session = await PeerSession.answer(offer, {
@@ -86,8 +86,13 @@ export class Mcu {
       });
       this.rooms.set(roomId, room);
     }
-    const participant = await room.join(name, session);
+    const participant = await room.join(name, session, opts);
     return { room, participant, answer: session.answerSdp };
+  }
+
+  /** A layout was replaced or deleted: recompose every room (views that use it change). */
+  layoutChanged(_id: string): void {
+    for (const r of this.rooms.values()) r.recompose();
   }
 
   dump() {

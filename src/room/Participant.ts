@@ -32,6 +32,9 @@ export class Participant {
   readonly joinedAt = new Date();
   readonly role: Role;
   videoOut?: VideoOut;
+  /** This viewer's own layout choices (unset fields follow the room). */
+  viewPrefs: { layout?: string; selfView?: boolean; pin?: string } = {};
+  screenshare = false;
   #pipeline?: GstPipeline;
   #videoPort?: number;
   #audioPort?: number;
@@ -253,6 +256,8 @@ export class Participant {
         video: this.session.tracks.video ?? null,
       },
       videoLive: this.#live,
+      screenshare: this.screenshare,
+      view: this.videoOut ? { ...this.viewPrefs } : null,
       stats: { videoPacketsIn: this.videoPacketsIn, audioPacketsIn: this.audioPacketsIn, pliSent: this.pliSent, framesSent: this.videoOut?.framesSent ?? 0, maxFrameGapMs: this.videoOut?.maxFrameGapMs() ?? null },
     };
   }

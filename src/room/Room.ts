@@ -2,6 +2,7 @@ import { compose, compositionKey, type Composition, type TileSubject } from '../
 import type { McuConfig } from '../core/config.js';
 import { InvalidStateError, NotFoundError } from '../core/errors.js';
 import type { LayoutRegistry } from '../core/layouts.js';
+import { SpeakerDetector } from '../core/speaker.js';
 import type { Logger } from '../core/log.js';
 import type { Presets } from '../core/pipelines.js';
 import { AudioMixer } from '../media/audioMixer.js';
@@ -30,7 +31,11 @@ export class Room {
   readonly participants = new Map<string, Participant>();
   readonly mixer = new AudioMixer();
   readonly views = new Map<string, CompositeView>();
+  /** Room defaults; each viewer may override them (Participant.viewPrefs). */
   layoutId = 'grid';
+  selfView = false;
+  pin?: string;
+  readonly #speaker: SpeakerDetector;
   #recomposeScheduled = false;
   #closed = false;
   readonly #tick: NodeJS.Timeout;
@@ -41,6 +46,7 @@ export class Room {
     private readonly deps: RoomDeps,
   ) {
     this.#log = deps.log.child({ room: id });
+    this.#speaker = new SpeakerDetector({ holdMs: deps.config.speakerHoldMs, floorDb: -50 });
     this.#tick = setInterval(() => this.#maintain(), 250);
   }
 
@@ -48,7 +54,11 @@ export class Room {
     return this.#closed;
   }
 
-  async join(name: string, session: PeerSession): Promise<Participant> {
+  get activeSpeaker(): string | undefined {
+    return this.#speaker.current;
+  }
+
+  async join(name: string, session: PeerSession, opts: { screenshare?: boolean } = {}): Promise<Participant> {
     const p = new Participant(this.id, name, session, {
       presets: this.deps.presets,
       mixer: this.mixer,
@@ -57,6 +67,7 @@ export class Room {
       log: this.#log,
       changed: () => this.scheduleRecompose(),
     });
+    p.screenshare = !!opts.screenshare;
     if (p.receivesVideo) {
       p.videoOut = new VideoOut(
         (pkt) => session.sendRtp('video', pkt),
@@ -93,13 +104,58 @@ export class Room {
     if (this.participants.size === 0) this.deps.emptied(this);
   }
 
-  /** The exact composition `p` receives: everyone else who publishes, in join order. */
+  /** The layout, self-view and pin that apply to `p`: its own choices, else the room's. */
+  prefsFor(p: Participant): { layout: string; selfView: boolean; pin?: string } {
+    const layout = p.viewPrefs.layout && this.deps.layouts.has(p.viewPrefs.layout) ? p.viewPrefs.layout : this.layoutId;
+    return {
+      layout: this.deps.layouts.has(layout) ? layout : 'grid',
+      selfView: p.viewPrefs.selfView ?? this.selfView,
+      pin: p.viewPrefs.pin ?? this.pin,
+    };
+  }
+
+  /** The exact composition `p` receives: the publishers (itself only with self-view) in join order. */
   compositionFor(p: Participant): Composition {
+    const prefs = this.prefsFor(p);
     const subjects: TileSubject[] = [...this.participants.values()]
-      .filter((o) => o !== p && o.isPublisher)
-      .map((o) => ({ id: o.id, name: o.name, hasVideo: o.hasLiveVideo }));
+      .filter((o) => o.isPublisher && (o !== p || prefs.selfView))
+      .map((o) => ({ id: o.id, name: o.name, hasVideo: o.hasLiveVideo, screenshare: o.screenshare }));
     const c = this.deps.config;
-    return compose(subjects, this.deps.layouts.get(this.layoutId), { width: c.width, height: c.height, fps: c.fps });
+    return compose(subjects, this.deps.layouts.get(prefs.layout), { width: c.width, height: c.height, fps: c.fps }, { pinned: prefs.pin, speaker: this.activeSpeaker });
+  }
+
+  /** Room default layout and self-view. */
+  setLayout(opts: { layout?: string; selfView?: boolean }): void {
+    if (opts.layout !== undefined) {
+      this.deps.layouts.get(opts.layout); // 404 for an unknown layout
+      this.layoutId = opts.layout;
+    }
+    if (opts.selfView !== undefined) this.selfView = opts.selfView;
+    this.recompose();
+  }
+
+  /** One viewer's own layout, self-view and pin; undefined fields are left as they are, null clears. */
+  setViewerPrefs(participantId: string, opts: { layout?: string | null; selfView?: boolean | null; pin?: string | null }): void {
+    const p = this.get(participantId);
+    if (!p.videoOut) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no layout`);
+    if (opts.layout) this.deps.layouts.get(opts.layout);
+    if (opts.pin) this.get(opts.pin);
+    for (const k of ['layout', 'selfView', 'pin'] as const) {
+      if (opts[k] === null) delete p.viewPrefs[k];
+      else if (opts[k] !== undefined) (p.viewPrefs as Record<string, unknown>)[k] = opts[k];
+    }
+    this.recompose();
+  }
+
+  clearViewerPrefs(participantId: string): void {
+    this.get(participantId).viewPrefs = {};
+    this.recompose();
+  }
+
+  setPin(participantId: string | null): void {
+    if (participantId !== null) this.get(participantId);
+    this.pin = participantId ?? undefined;
+    this.recompose();
   }
 
   /** What `p` sees now: the composition of the view on screen, or the one about to be if none is yet. */
@@ -154,6 +210,10 @@ export class Room {
   }
 
   #maintain(): void {
+    if (this.#speaker.update(this.mixer.takeLevels(), performance.now())) {
+      this.#log.info('active speaker', { participant: this.#speaker.current });
+      this.recompose();
+    }
     const timeout = this.deps.config.peerTimeoutMs;
     for (const p of this.participants.values()) {
       p.maintain();
@@ -171,6 +231,9 @@ export class Room {
       id: this.id,
       createdAt: this.createdAt.toISOString(),
       layout: this.layoutId,
+      selfView: this.selfView,
+      pin: this.pin ?? null,
+      activeSpeaker: this.activeSpeaker ?? null,
       encoders: this.views.size,
       participants: [...this.participants.values()].map((p) => p.dump()),
     };

@@ -110,7 +110,7 @@ describe('bad input gets a clear 4xx and disturbs nobody', () => {
     await o.pc.close();
     await expectError(await post('api-bad', o.sdp, 'application/sdp', 'x'.repeat(65)), 400, /at most 64/);
     await expectError(await post('bad room!', o.sdp), 400, /room ids/);
-    await expectError(await post('api-bad', o.sdp + 'a=x:' + 'y'.repeat(70_000)), 413, /over/);
+    await expectError(await post('api-bad', o.sdp + 'a=x:' + 'y'.repeat(70_000)), 413, /too large/);
   });
 
   it('unknown rooms and participants are 404, trickle PATCH is 405', async () => {

@@ -1,0 +1,218 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+import { BadRequestError } from '../core/errors.js';
+import { ARRANGEMENTS, FILL_RULES } from '../core/layouts.js';
+
+/**
+ * The whole REST API as one OpenAPI 3.1 document, served at GET /v1/openapi.json. Request bodies
+ * are validated against the same component schemas, so the document and the checks cannot drift.
+ */
+const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' };
+const schemas = {
+  Error: {
+    type: 'object',
+    required: ['error'],
+    properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+  },
+  Region: {
+    type: 'object',
+    required: ['x', 'y', 'width', 'height'],
+    additionalProperties: false,
+    properties: {
+      id,
+      x: { type: 'number', minimum: 0, maximum: 1, description: 'Left edge, a fraction of the canvas width' },
+      y: { type: 'number', minimum: 0, maximum: 1 },
+      width: { type: 'number', minimum: 0.01, maximum: 1 },
+      height: { type: 'number', minimum: 0.01, maximum: 1 },
+      z: { type: 'integer', minimum: 0, maximum: 9, default: 0 },
+      fill: { type: 'array', minItems: 1, items: { enum: [...FILL_RULES] }, default: ['rest'], description: 'Pools the region takes participants from, in order' },
+      max: { type: 'integer', minimum: 1, maximum: 64, default: 64 },
+      arrange: { enum: [...ARRANGEMENTS], default: 'grid' },
+    },
+  },
+  Layout: {
+    type: 'object',
+    required: ['id', 'name', 'regions'],
+    additionalProperties: false,
+    properties: {
+      id,
+      name: { type: 'string', minLength: 1, maxLength: 100 },
+      description: { type: 'string', maxLength: 1000 },
+      regions: { type: 'array', minItems: 1, maxItems: 16, items: { $ref: '#/components/schemas/Region' } },
+      maxTiles: { type: 'integer', minimum: 1, maximum: 64, default: 16 },
+      overflow: { enum: ['hide', 'count'], default: 'hide' },
+      gap: { type: 'integer', minimum: 0, maximum: 64, default: 4 },
+    },
+  },
+  RoomLayoutRequest: {
+    type: 'object',
+    additionalProperties: false,
+    minProperties: 1,
+    properties: { layout: id, selfView: { type: 'boolean' } },
+  },
+  ViewerLayoutRequest: {
+    type: 'object',
+    additionalProperties: false,
+    minProperties: 1,
+    properties: {
+      layout: { type: ['string', 'null'], pattern: id.pattern },
+      selfView: { type: ['boolean', 'null'] },
+      pin: { type: ['string', 'null'], minLength: 1, maxLength: 64 },
+    },
+  },
+  PinRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['participantId'],
+    properties: { participantId: { type: ['string', 'null'], minLength: 1, maxLength: 64 } },
+  },
+  Tile: {
+    type: 'object',
+    properties: {
+      participantId: { type: ['string', 'null'] },
+      name: { type: 'string' },
+      x: { type: 'integer' },
+      y: { type: 'integer' },
+      width: { type: 'integer' },
+      height: { type: 'integer' },
+      z: { type: 'integer' },
+      source: { enum: ['video', 'placeholder', 'overflow'] },
+    },
+  },
+  View: {
+    type: 'object',
+    properties: {
+      width: { type: 'integer' },
+      height: { type: 'integer' },
+      layout: { type: 'string' },
+      tiles: { type: 'array', items: { $ref: '#/components/schemas/Tile' } },
+      overflow: { type: 'integer' },
+    },
+  },
+  Participant: {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      name: { type: 'string' },
+      role: { enum: ['participant', 'publisher', 'viewer'] },
+      joinedAt: { type: 'string', format: 'date-time' },
+      connected: { type: 'boolean' },
+      videoLive: { type: 'boolean' },
+      screenshare: { type: 'boolean' },
+      view: { type: ['object', 'null'] },
+      media: { type: 'object' },
+      stats: { type: 'object' },
+    },
+  },
+  Room: {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      layout: { type: 'string' },
+      selfView: { type: 'boolean' },
+      pin: { type: ['string', 'null'] },
+      activeSpeaker: { type: ['string', 'null'] },
+      encoders: { type: 'integer', description: 'Composite encoders in use (viewers with identical compositions share one)' },
+      participants: { type: 'array', items: { $ref: '#/components/schemas/Participant' } },
+    },
+  },
+};
+
+const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+const json = (ref: string, description = 'OK') => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
+const body = (ref: string) => ({ required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
+const p = (name: string, description: string) => ({ name, in: 'path', required: true, schema: { type: 'string' }, description });
+const room = p('room', 'Room id: 1-64 letters, digits, "_" or "-"');
+const participant = p('id', 'Participant id (from the Location of the join)');
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: { title: 'WebRTC MCU', version: '0.1.0', description: 'Rooms, WHIP joins, per-viewer layouts.' },
+  paths: {
+    '/v1/rooms': { get: { summary: 'Every room with its participants', responses: { 200: { description: 'OK' } } } },
+    '/v1/rooms/{room}': { get: { summary: 'One room', parameters: [room], responses: { 200: json('Room'), 404: err('Unknown room') } } },
+    '/v1/rooms/{room}/participants': {
+      post: {
+        summary: 'Join (WHIP, RFC 9725): an SDP offer in, the SDP answer out, non-trickle',
+        parameters: [
+          room,
+          { name: 'name', in: 'query', schema: { type: 'string', maxLength: 64 } },
+          { name: 'screenshare', in: 'query', schema: { type: 'boolean' }, description: 'This peer’s video is a screen share' },
+        ],
+        requestBody: { required: true, content: { 'application/sdp': { schema: { type: 'string' } } } },
+        responses: {
+          201: { description: 'Joined', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/sdp': { schema: { type: 'string' } } } },
+          400: err('Malformed SDP, empty body, bad name or room id'),
+          413: err('Body too large'),
+          415: err('Not application/sdp, or no common codec'),
+        },
+      },
+    },
+    '/v1/rooms/{room}/participants/{id}': {
+      get: { summary: 'One participant', parameters: [room, participant], responses: { 200: json('Participant'), 404: err('Unknown room or participant') } },
+      delete: { summary: 'Leave', parameters: [room, participant], responses: { 204: { description: 'Left' }, 404: err('Unknown room or participant') } },
+      patch: { summary: 'Trickle ICE: not supported (the answer carries every candidate)', parameters: [room, participant], responses: { 405: err('Not allowed') } },
+    },
+    '/v1/rooms/{room}/participants/{id}/view': {
+      get: { summary: 'The exact composition this participant receives now', parameters: [room, participant], responses: { 200: json('View'), 404: err('Unknown'), 409: err('Receives no video') } },
+    },
+    '/v1/rooms/{room}/layout': {
+      put: { summary: 'Room default layout and self-view', parameters: [room], requestBody: body('RoomLayoutRequest'), responses: { 200: json('Room'), 400: err('Bad body'), 404: err('Unknown room or layout') } },
+    },
+    '/v1/rooms/{room}/participants/{id}/layout': {
+      put: {
+        summary: 'One viewer’s own layout, self-view and pin (null clears one)',
+        parameters: [room, participant],
+        requestBody: body('ViewerLayoutRequest'),
+        responses: { 200: json('Participant'), 400: err('Bad body'), 404: err('Unknown room, participant or layout'), 409: err('Receives no video') },
+      },
+      delete: { summary: 'Return this viewer to the room default', parameters: [room, participant], responses: { 204: { description: 'Done' }, 404: err('Unknown') } },
+    },
+    '/v1/rooms/{room}/pin': {
+      put: { summary: 'Pin a participant to the main region for the whole room', parameters: [room], requestBody: body('PinRequest'), responses: { 200: json('Room'), 400: err('Bad body'), 404: err('Unknown') } },
+      delete: { summary: 'Unpin', parameters: [room], responses: { 204: { description: 'Done' }, 404: err('Unknown room') } },
+    },
+    '/v1/rooms/{room}/participants/{id}/pin': {
+      put: { summary: 'Pin for one viewer', parameters: [room, participant], requestBody: body('PinRequest'), responses: { 200: json('Participant'), 400: err('Bad body'), 404: err('Unknown') } },
+      delete: { summary: 'Unpin for one viewer', parameters: [room, participant], responses: { 204: { description: 'Done' }, 404: err('Unknown') } },
+    },
+    '/v1/layouts': { get: { summary: 'Every layout', responses: { 200: { description: 'OK' } } } },
+    '/v1/layouts/{layout}': {
+      get: { summary: 'One layout', parameters: [p('layout', 'Layout id')], responses: { 200: json('Layout'), 404: err('Unknown layout') } },
+      put: {
+        summary: 'Create or replace a custom layout',
+        parameters: [p('layout', 'Layout id')],
+        requestBody: body('Layout'),
+        responses: { 200: json('Layout', 'Replaced'), 201: json('Layout', 'Created'), 400: err('Invalid layout; the message names the field'), 409: err('Built-in layout') },
+      },
+      delete: { summary: 'Delete a custom layout', parameters: [p('layout', 'Layout id')], responses: { 204: { description: 'Deleted' }, 404: err('Unknown'), 409: err('Built-in layout') } },
+    },
+    '/v1/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OK' } } } },
+  },
+  components: { schemas },
+};
+
+const ajv = new Ajv({ strict: false, allErrors: false, useDefaults: false });
+ajv.addSchema({ $id: 'mcu', components: { schemas } });
+const validators = new Map<string, ValidateFunction>();
+
+/** Checks `value` against a component schema; a 400 names the first offending field. */
+export function validateBody<T>(schema: keyof typeof schemas, value: unknown): T {
+  let v = validators.get(schema);
+  if (!v) {
+    v = ajv.compile({ $ref: `mcu#/components/schemas/${schema}` });
+    validators.set(schema, v);
+  }
+  if (!v(value)) {
+    const e = v.errors![0];
+    const field = e.instancePath
+      ? e.instancePath.slice(1).replace(/\/(\d+)/g, '[$1]').replace(/\//g, '.')
+      : e.keyword === 'additionalProperties'
+        ? String((e.params as { additionalProperty: string }).additionalProperty)
+        : e.keyword === 'required'
+          ? String((e.params as { missingProperty: string }).missingProperty)
+          : '(body)';
+    const what = e.keyword === 'additionalProperties' ? 'is not allowed here' : e.keyword === 'required' ? 'is required' : e.message;
+    throw new BadRequestError(`field "${field}" ${what}`, 'invalid_body');
+  }
+  return value as T;
+}
