@@ -258,7 +258,7 @@ export class Participant {
       videoLive: this.#live,
       screenshare: this.screenshare,
       view: this.videoOut ? { ...this.viewPrefs } : null,
-      stats: { videoPacketsIn: this.videoPacketsIn, audioPacketsIn: this.audioPacketsIn, pliSent: this.pliSent, framesSent: this.videoOut?.framesSent ?? 0, maxFrameGapMs: this.videoOut?.maxFrameGapMs() ?? null },
+      stats: { videoPacketsIn: this.videoPacketsIn, audioPacketsIn: this.audioPacketsIn, pliSent: this.pliSent, framesSent: this.videoOut?.framesSent ?? 0, maxFrameGapMs: this.videoOut?.maxFrameGapMs() ?? null, lastSwitchMs: this.videoOut?.lastSwitchMs ?? null },
     };
   }
 

@@ -16,6 +16,9 @@ export class VideoOut {
   readonly #listener = (v: CompositeView) => (p: ViewPacket) => this.#deliver(v, p);
   readonly #bound = new Map<CompositeView, (p: ViewPacket) => void>();
   framesSent = 0;
+  /** How long the last change of view took, from the request to the new view's first keyframe. */
+  lastSwitchMs?: number;
+  #pendingSince = 0;
   /** Send times of recent frames, for the largest gap a viewer saw. */
   readonly #frameTimes: number[] = [];
 
@@ -43,6 +46,7 @@ export class VideoOut {
       this.#waitingKeyframe = true;
     } else {
       this.#pending = view;
+      this.#pendingSince = performance.now();
     }
     view.requestKeyframe();
     this.#armRetry();
@@ -84,6 +88,7 @@ export class VideoOut {
       this.#current = view;
       this.#pending = undefined;
       this.#waitingKeyframe = false;
+      this.lastSwitchMs = Math.round(performance.now() - this.#pendingSince);
       this.#unbind(old);
     }
     if (view !== this.#current) return;

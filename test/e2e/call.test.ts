@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { joinSynthetic, launchBrowser, waitFor, type SyntheticPeer } from '../helpers/browser.js';
+import { sleep } from '../helpers/media.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server.js';
 
 interface ViewJson {
@@ -42,7 +43,7 @@ async function view(p: SyntheticPeer, room: string): Promise<ViewJson> {
 }
 
 /** Every other peer's colour is at the centre of its tile in what `p` receives. */
-async function seesOthers(p: SyntheticPeer, others: SyntheticPeer[], room: string) {
+async function seesOthers(p: SyntheticPeer, others: SyntheticPeer[], room: string, layout = 'grid') {
   return waitFor(
     async () => {
       const v = await view(p, room);
@@ -54,7 +55,7 @@ async function seesOthers(p: SyntheticPeer, others: SyntheticPeer[], room: strin
         }),
       );
       const ids = v.tiles.map((t) => t.participantId).sort();
-      return { ok: checks.every((c) => c.ok) && ids.join() === others.map((o) => o.id).sort().join(), checks, v };
+      return { ok: v.layout === layout && checks.every((c) => c.ok) && ids.join() === others.map((o) => o.id).sort().join(), checks, v };
     },
     (r) => r.ok,
     20_000,
@@ -125,5 +126,30 @@ describe('a call with real Chromium peers on loopback', () => {
       expect(s.framesDecoded - before[i].framesDecoded).toBeGreaterThan(15 * elapsedS);
     });
     expect((await fetch(server.url + fourth.location + '/view')).status).toBe(404);
+  });
+
+  it('switching one viewer’s layout moves the colours to the new tiles without a freeze, and leaves the others alone', async () => {
+    const [red, green, blue] = peers;
+    await sleep(2000); // let every receiver settle after the join and leave
+    const greenBefore = await view(green, room);
+    const stats0 = await red.page.evaluate(() => (window as any).mcuTest.videoStats());
+    const t0 = Date.now();
+    const put = await fetch(`${server.url}/v1/rooms/${room}/participants/${red.id}/layout`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ layout: 'side-by-side' }),
+    });
+    expect(put.status).toBe(200);
+    const seen = await seesOthers(red, [green, blue], room, 'side-by-side');
+    expect(seen.v.tiles.map((t) => t.participantId)).toEqual([green.id, blue.id]);
+    const switchedMs = Date.now() - t0;
+    await sleep(1500);
+    const stats1 = await red.page.evaluate(() => (window as any).mcuTest.videoStats());
+    const redInfo = await (await fetch(`${server.url}/v1/rooms/${room}/participants/${red.id}`)).json();
+    console.log(`layout switch: server switched in ${redInfo.stats.lastSwitchMs} ms, /view showed it after ${switchedMs} ms; freezeCount ${stats0.freezeCount} -> ${stats1.freezeCount}; ${stats1.framesDecoded - stats0.framesDecoded} frames decoded`);
+    expect(stats1.freezeCount).toBe(stats0.freezeCount);
+    expect(stats1.framesDecoded - stats0.framesDecoded).toBeGreaterThan(15 * ((Date.now() - t0) / 1000));
+    // Green chose nothing: its composition is exactly what it was.
+    expect(await view(green, room)).toEqual(greenBefore);
   });
 });
