@@ -60,6 +60,9 @@ export interface BusEvent {
   raw: Record<string, unknown>;
 }
 
+/** Pipelines playing now (for /metrics). */
+export let runningPipelines = 0;
+
 export class GstPipeline {
   readonly #p: NativePipeline;
   readonly #elements = new Map<string, NativeElement>();
@@ -88,6 +91,7 @@ export class GstPipeline {
     if (this.#closed) throw new PipelineError('pipeline is closed');
     this.#onBus = onBus;
     this.#playing = true;
+    runningPipelines++;
     this.#p.pollBus((msg) => this.#handleBus(msg));
     timed('starting a pipeline', () => this.#p.play());
   }
@@ -191,6 +195,7 @@ export class GstPipeline {
       this.#stopNow = () => {
         if (done) return;
         done = true;
+        runningPipelines--;
         clearTimeout(timer);
         timed('stopping a pipeline', () => this.#p.stop());
         resolve();

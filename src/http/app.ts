@@ -6,6 +6,7 @@ import { PROJECT_ROOT } from '../core/pipelines.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp.js';
 import { checkRoomId, type Mcu } from '../room/Mcu.js';
 import { parseLayout } from '../core/layouts.js';
+import { createMetrics } from './metrics.js';
 import { openApiDocument, validateBody } from './openapi.js';
 
 const log = createLogger('http');
@@ -70,6 +71,11 @@ export function createApp(mcu: Mcu): express.Express {
 
   const jsonBody = express.json({ limit: '64kb' });
   const room = (req: Request) => mcu.room(String(req.params.room));
+
+  const metrics = createMetrics(mcu);
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.contentType).send(await metrics.metrics());
+  });
 
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApiDocument);

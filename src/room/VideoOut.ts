@@ -16,6 +16,9 @@ export class VideoOut {
   readonly #listener = (v: CompositeView) => (p: ViewPacket) => this.#deliver(v, p);
   readonly #bound = new Map<CompositeView, (p: ViewPacket) => void>();
   framesSent = 0;
+  bytesSent = 0;
+  /** Packets dropped while waiting for a keyframe after (re)starting. */
+  droppedWaitingKeyframe = 0;
   /** How long the last change of view took, from the request to the new view's first keyframe. */
   lastSwitchMs?: number;
   #pendingSince = 0;
@@ -93,17 +96,30 @@ export class VideoOut {
     }
     if (view !== this.#current) return;
     if (this.#waitingKeyframe) {
-      if (!p.keyframe) return;
+      if (!p.keyframe) {
+        this.droppedWaitingKeyframe++;
+        return;
+      }
       this.#waitingKeyframe = false;
     }
     const out = Buffer.from(p.packet);
     this.#rewriter.rewrite(out, p.rtp, p.source);
+    this.bytesSent += out.length;
     if (p.rtp.marker) {
       this.framesSent++;
       this.#frameTimes.push(performance.now());
       if (this.#frameTimes.length > 600) this.#frameTimes.splice(0, 300);
     }
     this.send(out);
+  }
+
+  /** Frames per second sent over the last `windowMs`. */
+  fps(windowMs = 5000): number {
+    const now = performance.now();
+    const t = this.#frameTimes.filter((x) => x >= now - windowMs);
+    if (t.length < 2) return 0;
+    // Over the span the frames cover, up to now (a stream that stopped reads as slowing down).
+    return ((t.length - 1) * 1000) / Math.max(now - t[0], 1);
   }
 
   /** Largest interval between frames sent in the last `windowMs` (and up to now). */

@@ -111,6 +111,24 @@ describe('choosing layouts per room and per viewer', () => {
     expect(r.body.encoders).toBe(1);
   });
 
+  it('GET /metrics reports rooms, participants, pipelines, encoders, per-viewer fps and bitrate, keyframe requests, loop lag and CPU', async () => {
+    await fetch(`${server.url}/metrics`); // the bitrate gauge measures between two scrapes
+    await sleep(1000);
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/);
+    const text = await res.text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    expect(value(/^mcu_participants\{role="viewer"\} (\d+)/m)).toBeGreaterThanOrEqual(2);
+    expect(value(/^mcu_participants\{role="publisher"\} (\d+)/m)).toBeGreaterThanOrEqual(2);
+    expect(value(/^mcu_encoders\{room="lay"\} (\d+)/m)).toBe(1);
+    expect(value(/^mcu_pipelines (\d+)/m)).toBeGreaterThanOrEqual(3);
+    expect(value(new RegExp(`^mcu_output_fps\\{room="lay",participant="${v1.id}"\\} ([\\d.]+)`, 'm'))).toBeGreaterThan(20);
+    expect(value(new RegExp(`^mcu_output_bitrate_bps\\{room="lay",participant="${v1.id}"\\} ([\\d.e+]+)`, 'm'))).toBeGreaterThan(50_000);
+    expect(text).toMatch(/^mcu_keyframe_requests\{direction="to_encoders"\} \d+/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+  });
+
   it('a viewer override changes that viewer only; DELETE returns it to the room default', async () => {
     expect((await api('PUT', `/v1/rooms/${room}/participants/${v1.id}/layout`, { layout: 'side-by-side' })).status).toBe(200);
     const changed = await until(() => view(room, v1.id), (v) => v.layout === 'side-by-side', 'V1 on side-by-side', 3000);

@@ -1,0 +1,111 @@
+import client from 'prom-client';
+import { runningPipelines } from '../gst/native.js';
+import type { Mcu } from '../room/Mcu.js';
+
+/**
+ * Prometheus metrics, read from the live tree at scrape time (nothing is counted twice).
+ * Node's default metrics bring event-loop lag (nodejs_eventloop_lag_*) and process CPU
+ * (process_cpu_seconds_total).
+ */
+export function createMetrics(mcu: Mcu): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const rooms = () => [...mcu.rooms.values()];
+  const everyone = () => rooms().flatMap((r) => [...r.participants.values()].map((p) => ({ r, p })));
+
+  new client.Gauge({
+    name: 'mcu_rooms',
+    help: 'Rooms open',
+    registers: [registry],
+    collect() {
+      this.set(mcu.rooms.size);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_participants',
+    help: 'Participants by role',
+    labelNames: ['role'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const role of ['participant', 'publisher', 'viewer']) this.set({ role }, everyone().filter(({ p }) => p.role === role).length);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_pipelines',
+    help: 'GStreamer pipelines running',
+    registers: [registry],
+    collect() {
+      this.set(runningPipelines);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_encoders',
+    help: 'Composite video encoders in use (shared by viewers with identical compositions)',
+    labelNames: ['room'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of rooms()) this.set({ room: r.id }, r.views.size);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_output_fps',
+    help: 'Video frames per second sent to each viewer (last 5 s)',
+    labelNames: ['room', 'participant'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { r, p } of everyone()) if (p.videoOut) this.set({ room: r.id, participant: p.id }, p.videoOut.fps());
+    },
+  });
+  const lastBytes = new Map<string, { bytes: number; at: number }>();
+  new client.Gauge({
+    name: 'mcu_output_bitrate_bps',
+    help: 'Video bits per second sent to each viewer, since the previous scrape',
+    labelNames: ['room', 'participant'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = performance.now();
+      for (const { r, p } of everyone()) {
+        if (!p.videoOut) continue;
+        const prev = lastBytes.get(p.id);
+        const bytes = p.videoOut.bytesSent;
+        if (prev && now > prev.at) this.set({ room: r.id, participant: p.id }, ((bytes - prev.bytes) * 8000) / (now - prev.at));
+        lastBytes.set(p.id, { bytes, at: now });
+      }
+      for (const id of [...lastBytes.keys()]) if (!everyone().some(({ p }) => p.id === id)) lastBytes.delete(id);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_dropped_packets',
+    help: 'Video packets not sent to a viewer while it waited for a keyframe (current participants)',
+    labelNames: ['room', 'participant'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { r, p } of everyone()) if (p.videoOut) this.set({ room: r.id, participant: p.id }, p.videoOut.droppedWaitingKeyframe);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_keyframe_requests',
+    help: 'Keyframe requests: PLIs sent to publishers, and keyframes asked of composite encoders (current rooms)',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.set({ direction: 'to_publishers' }, everyone().reduce((n, { p }) => n + p.pliSent, 0));
+      this.set({ direction: 'to_encoders' }, rooms().reduce((n, r) => n + [...r.views.values()].reduce((m, v) => m + v.keyframeRequests, 0), 0));
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_event_loop_max_stall_ms',
+    help: 'Longest event-loop stall seen since start',
+    registers: [registry],
+    collect() {
+      this.set(mcu.maxLoopLagMs);
+    },
+  });
+  return registry;
+}
