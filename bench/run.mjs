@@ -67,7 +67,8 @@ async function joinPeer(url, room, name, source) {
       video: [new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] })],
     },
   });
-  const stats = { frames: 0, audio: 0, lastAudio: 0, maxAudioGap: 0, measuring: false };
+  const stats = { frames: 0, audio: 0, lastAudio: 0, maxAudioGap: 0, measuring: false, frameTimes: null };
+  const handle = {};
   const tracks = {};
   for (const kind of ['audio', 'video']) {
     tracks[kind] = new MediaStreamTrack({ kind });
@@ -75,8 +76,12 @@ async function joinPeer(url, room, name, source) {
     t.onTrack.subscribe((tr) =>
       tr.onReceiveRtp.subscribe((rtp) => {
         if (!stats.measuring) return;
+        handle.onRtp?.(kind, rtp);
         if (kind === 'video') {
-          if (rtp.header.marker) stats.frames++;
+          if (rtp.header.marker) {
+            stats.frames++;
+            stats.frameTimes?.push(performance.now());
+          }
         } else {
           const now = performance.now();
           if (stats.lastAudio) stats.maxAudioGap = Math.max(stats.maxAudioGap, now - stats.lastAudio);
@@ -98,21 +103,28 @@ async function joinPeer(url, room, name, source) {
   };
   source.subscribers.video.add(feeders.video);
   source.subscribers.audio.add(feeders.audio);
-  return {
+  Object.assign(handle, {
     stats,
+    id: location.split('/').pop(),
+    write: (kind, b) => feeders[kind](b),
     leave: async () => {
       source.subscribers.video.delete(feeders.video);
       source.subscribers.audio.delete(feeders.audio);
       await fetch(url + location, { method: 'DELETE' }).catch(() => undefined);
       await pc.close().catch(() => undefined);
     },
-  };
+  });
+  return handle;
 }
 
-async function measureRoom(server, source, n) {
-  const room = `bench-${n}`;
+async function measureRoom(server, source, n, shared = false) {
+  const room = `bench-${shared ? 'a' : 'b'}-${n}`;
   const peers = [];
-  for (let i = 0; i < n; i++) peers.push(await joinPeer(server.url, room, `p${i}`, source));
+  for (let i = 0; i < n; i++) {
+    peers.push(await joinPeer(server.url, room, `p${i}`, source));
+    // Case (a): one layout for all, self-view on, so every viewer's composition is the same.
+    if (shared && i === 0) await fetch(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
+  }
   await sleep(6000); // every decoder and composite up, every viewer on its final composition
   peers.forEach((p) => (p.stats.measuring = true));
   const cpu0 = cpuSeconds(server.proc.pid);
@@ -124,6 +136,7 @@ async function measureRoom(server, source, n) {
   const roomInfo = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
   const fps = peers.map((p) => p.stats.frames / wall);
   const result = {
+    case: shared ? 'a' : 'b',
     participants: n,
     encoders: roomInfo.encoders,
     minFps: +Math.min(...fps).toFixed(1),
@@ -169,6 +182,129 @@ async function bareRun(n) {
   proc.kill('SIGINT');
   await new Promise((r) => proc.once('exit', r));
   return +cores.toFixed(2);
+}
+
+/** Gaps in one viewer's output while its layout changes, 4 people, one encoder each. */
+async function switchGaps(server, source) {
+  const room = 'bench-switch';
+  const peers = [];
+  for (let i = 0; i < 4; i++) peers.push(await joinPeer(server.url, room, `s${i}`, source));
+  await sleep(5000);
+  const viewer = peers[0];
+  viewer.stats.frameTimes = [];
+  viewer.stats.measuring = true;
+  const samples = [];
+  for (const layout of ['speaker', 'grid', 'pip', 'side-by-side', 'presentation', 'grid', 'speaker', 'grid']) {
+    await sleep(1500);
+    const t0 = performance.now();
+    await fetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ layout }) });
+    await sleep(1500);
+    const times = viewer.stats.frameTimes.filter((t) => t >= t0 - 200);
+    let gap = 0;
+    for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
+    const info = await (await fetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}`)).json();
+    samples.push({ layout, maxGapMs: Math.round(gap), switchMs: info.stats.lastSwitchMs });
+  }
+  viewer.stats.measuring = false;
+  for (const p of peers) await p.leave();
+  const gaps = samples.map((s) => s.maxGapMs);
+  const sw = samples.map((s) => s.switchMs).filter((x) => x != null);
+  return { switches: samples.length, maxGapMs: Math.max(...gaps), medianMaxGapMs: pct(gaps, 50), frameIntervalMs: Math.round(1000 / FPS), switchMedianMs: pct(sw, 50), switchP95Ms: pct(sw, 95), samples };
+}
+
+/**
+ * Glass-to-glass through the server: a publisher's picture flashes white and its tone clicks on at
+ * known instants; a viewer decodes what the server sends and notes when it sees and hears them.
+ * The same loop without the server (encode, then decode directly) is the floor.
+ */
+async function latency(server) {
+  const flashes = 12;
+  const dgram = await import('node:dgram');
+  const run = async (viaServer) => {
+    let onVideo;
+    let onAudio;
+    const videoIn = new GstPipeline(
+      'udpsrc name=src address=127.0.0.1 port=0 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96" ! rtpjitterbuffer latency=0 ! rtpvp8depay ! vp8dec ! videoconvert ! videoscale ! video/x-raw,width=160,height=90 ! videoanalyse ! fakesink sync=false',
+    );
+    let bright = false;
+    videoIn.play((e) => {
+      if (e.type !== 'element' || typeof e.raw['luma-average'] !== 'number') return;
+      const now = e.raw['luma-average'] > 0.4;
+      if (now && !bright) onVideo?.(performance.now());
+      bright = now;
+    });
+    let loud = false;
+    const pcm = await LocalUdp.open((b) => {
+      let e = 0;
+      for (let i = 0; i + 1 < b.length; i += 2) e += b.readInt16LE(i) ** 2;
+      const rms = Math.sqrt(e / (b.length / 2)) / 32768;
+      if (rms > 0.05 && !loud) onAudio?.(performance.now());
+      loud = rms > 0.05;
+    });
+    const audioIn = new GstPipeline(
+      `udpsrc name=src address=127.0.0.1 port=0 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! rtpjitterbuffer latency=0 ! rtpopusdepay ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${pcm.port} sync=false`,
+    );
+    audioIn.play();
+    const vPort = Number(videoIn.get('src', 'port'));
+    const aPort = Number(audioIn.get('src', 'port'));
+    let out = { video: vPort, audio: aPort };
+    const closers = [];
+    let pub;
+    let view;
+    if (viaServer) {
+      const room = 'bench-latency';
+      const none = { subscribers: { video: new Set(), audio: new Set() } };
+      pub = await joinPeer(server.url, room, 'flasher', none);
+      view = await joinPeer(server.url, room, 'watcher', none);
+      const sock = dgram.createSocket('udp4');
+      view.stats.measuring = true;
+      view.onRtp = (kind, rtp) => sock.send(rtp.serialize(), kind === 'video' ? vPort : aPort, '127.0.0.1');
+      const inV = await LocalUdp.open((b) => pub.write('video', b));
+      const inA = await LocalUdp.open((b) => pub.write('audio', b));
+      closers.push(() => sock.close(), () => inV.close(), () => inA.close());
+      out = { video: inV.port, audio: inA.port };
+    }
+    const src = new GstPipeline(
+      `videotestsrc is-live=true pattern=white ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! videobalance name=flash brightness=-1 ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay pt=96 mtu=1200 ! udpsink host=127.0.0.1 port=${out.video} sync=false async=false ` +
+        `audiotestsrc is-live=true wave=sine freq=1000 ! audio/x-raw,rate=48000,channels=1 ! volume name=click volume=0 ! opusenc frame-size=10 ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=${out.audio} sync=false async=false`,
+    );
+    src.play();
+    await sleep(viaServer ? 5000 : 2000);
+    const v = [];
+    const a = [];
+    for (let k = 0; k < flashes; k++) {
+      const t0 = performance.now();
+      onVideo = (t) => v.push(t - t0);
+      onAudio = (t) => a.push(t - t0);
+      src.set('flash', 'brightness', 0);
+      src.set('click', 'volume', 0.8);
+      await sleep(400);
+      onVideo = onAudio = undefined;
+      src.set('flash', 'brightness', -1);
+      src.set('click', 'volume', 0);
+      await sleep(600);
+    }
+    await src.close();
+    await videoIn.close();
+    await audioIn.close();
+    pcm.close();
+    closers.forEach((c) => c());
+    await pub?.leave();
+    await view?.leave();
+    return { video: v, audio: a };
+  };
+  const floor = await run(false);
+  const through = await run(true);
+  const med = (xs) => (xs.length ? Math.round(pct(xs, 50)) : null);
+  const p95 = (xs) => (xs.length ? Math.round(pct(xs, 95)) : null);
+  const summary = (k) => ({
+    detected: through[k].length,
+    medianMs: med(through[k]),
+    p95Ms: p95(through[k]),
+    floorMedianMs: med(floor[k]),
+    addedMedianMs: through[k].length && floor[k].length ? med(through[k]) - med(floor[k]) : null,
+  });
+  return { flashes, video: summary('video'), audio: summary('audio') };
 }
 
 async function joinTimes(server, source) {
@@ -226,18 +362,28 @@ async function joinTimes(server, source) {
 const server = await startServer();
 const source = await mediaSource();
 const rows = [];
-let capacity = 0;
+const capacity = { a: 0, b: 0 };
+let join = null;
+let switching = null;
+let lat = null;
 try {
-  for (const n of SIZES) {
-    const r = await measureRoom(server, source, n);
-    rows.push(r);
-    console.error(`measured ${n} participants: ${JSON.stringify(r)}`);
-    if (r.realTime) capacity = n;
-    else break;
+  for (const shared of [false, true]) {
+    const sizes = shared ? SIZES.map((n) => n * 2) : SIZES;
+    for (const n of sizes) {
+      const r = await measureRoom(server, source, n, shared);
+      rows.push(r);
+      console.error(`measured case ${r.case}, ${n} participants: ${JSON.stringify(r)}`);
+      if (r.realTime) capacity[r.case] = n;
+      else break;
+    }
   }
-  for (const r of rows) if (r.participants <= 8 || r.participants === rows[rows.length - 1].participants) r.bareCores = await bareRun(r.participants);
+  for (const r of rows) if (r.case === 'b') r.bareCores = await bareRun(r.participants);
   for (const r of rows) if (r.bareCores) r.overheadRatio = +(r.serverCores / r.bareCores).toFixed(2);
-  var join = await joinTimes(server, source);
+  switching = await switchGaps(server, source);
+  console.error(`layout switching: ${JSON.stringify(switching)}`);
+  lat = await latency(server);
+  console.error(`latency: ${JSON.stringify(lat)}`);
+  join = await joinTimes(server, source);
 } finally {
   await source.close();
   server.proc.kill('SIGTERM');
@@ -248,17 +394,26 @@ const result = {
   date: new Date().toISOString(),
   machine: `${os.cpus().length} × ${os.cpus()[0].model}`,
   seconds: SECONDS,
-  case: 'per-viewer mix-minus composition, one encoder each (case b)',
+  cases: { a: 'one shared layout with self-view: one compositor and encoder for everyone', b: 'per-viewer mix-minus composition, one encoder each' },
   capacity,
   rows,
+  layoutSwitch: switching,
+  latency: lat,
   joinTime: join,
 };
 fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 fs.writeFileSync(path.join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2));
-const header = ['people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server cores', 'cores/person', 'bare cores', 'server/bare', 'real time'];
-console.log(`\n${result.case}; ${SECONDS} s per size on ${result.machine}`);
+const header = ['case', 'people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server cores', 'cores/person', 'bare cores', 'server/bare', 'real time'];
+console.log(`\n${SECONDS} s per size on ${result.machine}; (a) ${result.cases.a}; (b) ${result.cases.b}`);
 console.log(header.join(' | '));
-for (const r of rows) console.log([r.participants, r.encoders, r.minFps, r.medianFps, r.maxAudioGapMs, r.serverCores, r.cpuPerParticipant, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
-console.log(`capacity (largest room kept in real time): ${capacity}`);
+for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps, r.medianFps, r.maxAudioGapMs, r.serverCores, r.cpuPerParticipant, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
+console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}`);
+if (switching) console.log(`layout switch (${switching.switches} switches): largest gap between frames at the viewer ${switching.maxGapMs} ms (median of per-switch maxima ${switching.medianMaxGapMs} ms; one frame is ${switching.frameIntervalMs} ms); switch done in median ${switching.switchMedianMs} ms, p95 ${switching.switchP95Ms} ms`);
+if (lat) {
+  for (const k of ['video', 'audio']) {
+    const l = lat[k];
+    console.log(`glass-to-glass ${k}: median ${l.medianMs} ms, p95 ${l.p95Ms} ms (${l.detected}/${lat.flashes} detected); without the server ${l.floorMedianMs} ms, so the server adds ${l.addedMedianMs} ms`);
+  }
+}
 if (join) console.log(`join time, POST to first decoded frame in Chromium: median ${join.medianMs} ms, p95 ${join.p95Ms} ms (${join.samples.length} joins)`);
 process.exit(0);

@@ -52,7 +52,7 @@ function load(): NativeModule {
 }
 
 export interface BusEvent {
-  /** 'error' | 'warning' | 'eos' | ... */
+  /** 'error' | 'warning' | 'eos' | 'element' (an element's own message, e.g. videoanalyse's) */
   type: string;
   /** The element that posted it. */
   element: string;
@@ -105,11 +105,11 @@ export class GstPipeline {
     // gstreamer-superficial copies the message structure over `type`; the GstMessage type is the
     // structure name for stream-status and similar, so only these three are reliable.
     const type = String(msg.type ?? '');
-    const element = String(msg.name ?? msg._src_element_name ?? '?');
+    const element = String((type === 'element' ? msg._src_element_name : msg.name ?? msg._src_element_name) ?? '?');
     if (type === 'eos') {
       this.#eosWaiters.splice(0).forEach((w) => w());
     }
-    if (type === 'error' || type === 'warning' || type === 'eos') {
+    if (type === 'error' || type === 'warning' || type === 'eos' || type === 'element') {
       this.#onBus?.({ type, element, message: msg.message as string | undefined, raw: msg });
     }
   }

@@ -17,7 +17,11 @@ export async function startServerProcess(env: Record<string, string> = {}): Prom
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-test-'));
   // MCU_TEST_NODE_ARGS passes extra flags to the server's node (e.g. --cpu-prof) when investigating.
   const nodeArgs = (process.env.MCU_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin', 'mcu.cjs')], {
+  // The server gets CPU 0 and the test browsers the last CPU (test/helpers/chromium.sh), so on this
+  // 2-core machine neither starves the other, as a server and its remote users would not.
+  const pin = os.cpus().length > 1 ? ['taskset', '-c', '0'] : [];
+  const [cmd, ...args] = [...pin, process.execPath, ...nodeArgs, path.join(ROOT, 'bin', 'mcu.cjs')];
+  const proc = spawn(cmd, args, {
     cwd: ROOT,
     env: {
       ...process.env,
