@@ -139,6 +139,8 @@ export interface CompositeSpec {
   /** A video input silent this long turns black in intervideosrc; we switch to the placeholder first. */
   inputTimeoutNs: bigint;
   rtpPort: number;
+  /** Instead of encoding, hand the raw picture to this inter-pipeline channel (a recording's view). */
+  rawChannel?: string;
 }
 
 /**
@@ -161,13 +163,14 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
     ...tiles
       .filter((t) => t.plate)
       .map((t) => `gdkpixbufoverlay location=${q(t.plate!.path)} offset-x=${t.plate!.x} offset-y=${t.plate!.y}`),
-    'queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream',
-    fill(p.encoder, { bitrate: spec.bitrate, kbps: Math.round(spec.bitrate / 1000), gop: spec.fps * 10 }).replace(
-      /^(\w+)/,
-      `$1 name=${EL.videoEnc}`,
-    ),
-    `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay}`)}`,
-    udpSink(spec.rtpPort),
+    ...(spec.rawChannel
+      ? [`intervideosink sync=false channel=${spec.rawChannel}`]
+      : [
+          'queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream',
+          fill(p.encoder, { bitrate: spec.bitrate, kbps: Math.round(spec.bitrate / 1000), gop: spec.fps * 10 }).replace(/^(\w+)/, `$1 name=${EL.videoEnc}`),
+          `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay}`)}`,
+          udpSink(spec.rtpPort),
+        ]),
   ].join(' ! ');
 
   const branches = tiles.map((t, i) => {
@@ -178,4 +181,55 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
     return `${src} ! videoscale ! ${raw(t.width, t.height)} ! comp.sink_${i}`;
   });
   return [head, ...branches].join('  ');
+}
+
+export type RecordingFormat = 'webm' | 'mp4';
+
+export interface RecorderSpec {
+  format: RecordingFormat;
+  /** The recording's composite writes its picture here. */
+  channel: string;
+  width: number;
+  height: number;
+  fps: number;
+  videoBitrate: number;
+  audioBitrate: number;
+  file: string;
+}
+
+/**
+ * The recorder: one pipeline that lives as long as the recording, so the file is one continuous
+ * stream while the composite in front of it is rebuilt. The picture comes from the recording's
+ * channel (repeated if the composite is being swapped, never black), the full mix from the mixer
+ * with exact timestamps. WebM (VP8 + Opus) is written in 1 s clusters, MP4 (H.264 + AAC) in 1 s
+ * fragments, so a file cut short by a crash still plays up to its last cluster or fragment.
+ */
+export function recorderLaunch(spec: RecorderSpec): string {
+  const video = [
+    `intervideosrc channel=${spec.channel} timeout=18446744073709551614`,
+    // intervideosrc starts on default caps and renegotiates when the composite arrives, and again
+    // whenever a composite is swapped in; muxers refuse caps changes, so pin every field here.
+    'videoconvert',
+    'videoscale',
+    `video/x-raw,format=I420,width=${spec.width},height=${spec.height},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1,interlace-mode=progressive,colorimetry=bt601`,
+    'queue max-size-buffers=30 max-size-bytes=0 max-size-time=0',
+    spec.format === 'webm'
+      ? `vp8enc deadline=1 cpu-used=-6 threads=2 end-usage=cbr lag-in-frames=0 target-bitrate=${spec.videoBitrate} keyframe-max-dist=${spec.fps * 2}`
+      : `x264enc speed-preset=ultrafast tune=zerolatency threads=2 bitrate=${Math.round(spec.videoBitrate / 1000)} key-int-max=${spec.fps * 2} ! video/x-h264,profile=constrained-baseline ! h264parse`,
+    'queue',
+    'mux.',
+  ].join(' ! ');
+  const audio = [
+    `appsrc name=${EL.mixIn} is-live=true format=time max-bytes=960000 caps=${q(RAW_AUDIO_CAPS)}`,
+    'audioconvert',
+    'audioresample',
+    spec.format === 'webm' ? `opusenc bitrate=${spec.audioBitrate}` : `voaacenc bitrate=${spec.audioBitrate} ! aacparse`,
+    'queue',
+    'mux.',
+  ].join(' ! ');
+  const mux =
+    spec.format === 'webm'
+      ? 'webmmux name=mux writing-app=webrtc-mcu min-cluster-duration=1000000000 max-cluster-duration=1000000000'
+      : 'mp4mux name=mux fragment-duration=1000';
+  return `${mux} ! filesink name=file location=${q(spec.file)} buffer-mode=unbuffered  ${video}  ${audio}`;
 }

@@ -1,6 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import path from 'node:path';
-import { BadRequestError, McuError, UnsupportedMediaError } from '../core/errors.js';
+import { BadRequestError, McuError, NotFoundError, UnsupportedMediaError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PROJECT_ROOT } from '../core/pipelines.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp.js';
@@ -103,6 +103,57 @@ export function createApp(mcu: Mcu): express.Express {
     mcu.layouts.delete(String(req.params.layout));
     mcu.layoutChanged(String(req.params.layout));
     res.status(204).end();
+  });
+
+  app.post('/v1/rooms', jsonBody, (req, res) => {
+    const body = validateBody<{ id: string; layout?: string; autoRecord?: boolean | Record<string, unknown> }>('CreateRoomRequest', req.body);
+    const r = mcu.createRoom(body.id, { layout: body.layout, autoRecord: body.autoRecord as never });
+    res.status(201).location(`/v1/rooms/${encodeURIComponent(r.id)}`).json(r.dump());
+  });
+
+  app.post('/v1/rooms/:room/recordings', jsonBody, (req, res) => {
+    const opts = validateBody<Record<string, never>>('RecordingRequest', req.body ?? {});
+    const rec = mcu.startRecording(String(req.params.room), opts);
+    res.status(201).location(`/v1/recordings/${rec.id}`).json(rec.dump());
+  });
+
+  const roomRecording = (req: Request) => {
+    const rec = mcu.recording(String(req.params.rec));
+    if (rec.roomId !== req.params.room) throw new NotFoundError(`no recording "${req.params.rec}" in room "${req.params.room}"`);
+    return rec;
+  };
+
+  app.post('/v1/rooms/:room/recordings/:rec/stop', async (req, res) => {
+    roomRecording(req);
+    res.json((await mcu.stopRecording(String(req.params.rec))).dump());
+  });
+
+  app.put('/v1/rooms/:room/recordings/:rec/layout', jsonBody, (req, res) => {
+    const rec = roomRecording(req);
+    room(req).setRecordingPrefs(rec, validateBody('RecordingLayoutRequest', req.body));
+    res.json(rec.dump());
+  });
+
+  app.get('/v1/recordings', (_req, res) => {
+    res.json({ recordings: [...mcu.recordings.values()].map((r) => r.dump()) });
+  });
+
+  app.get('/v1/recordings/:rec', (req, res) => {
+    res.json(mcu.recording(String(req.params.rec)).dump());
+  });
+
+  app.delete('/v1/recordings/:rec', async (req, res) => {
+    await mcu.deleteRecording(String(req.params.rec));
+    res.status(204).end();
+  });
+
+  app.get('/v1/recordings/:rec/file', (req, res, next) => {
+    const rec = mcu.recording(String(req.params.rec));
+    if (rec.sizeBytes() === null) throw new NotFoundError(`recording ${rec.id} has no file`);
+    res.type(rec.mimeType);
+    res.attachment(`${rec.roomId}-${rec.id}.${rec.options.format}`);
+    // express's sendFile answers Range requests with 206 and Content-Range.
+    res.sendFile(rec.file, { acceptRanges: true, cacheControl: false, lastModified: true }, (err) => err && next(err));
   });
 
   app.put('/v1/rooms/:room/layout', jsonBody, (req, res) => {

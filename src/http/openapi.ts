@@ -65,6 +65,53 @@ const schemas = {
     required: ['participantId'],
     properties: { participantId: { type: ['string', 'null'], minLength: 1, maxLength: 64 } },
   },
+  RecordingRequest: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      layout: id,
+      format: { enum: ['webm', 'mp4'], default: 'webm', description: 'WebM: VP8 + Opus. MP4: H.264 + AAC (fragmented).' },
+      width: { type: 'integer', minimum: 160, maximum: 1920, multipleOf: 2, default: 1280 },
+      height: { type: 'integer', minimum: 90, maximum: 1080, multipleOf: 2, default: 720 },
+      fps: { type: 'integer', minimum: 1, maximum: 60, default: 30 },
+    },
+  },
+  RecordingLayoutRequest: {
+    type: 'object',
+    additionalProperties: false,
+    minProperties: 1,
+    properties: { layout: { type: ['string', 'null'], pattern: id.pattern }, pin: { type: ['string', 'null'], minLength: 1, maxLength: 64 } },
+  },
+  CreateRoomRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['id'],
+    properties: {
+      id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' },
+      layout: id,
+      autoRecord: { oneOf: [{ type: 'boolean' }, { $ref: '#/components/schemas/RecordingRequest' }], description: 'Start recording as the room is created' },
+    },
+  },
+  Recording: {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      room: { type: 'string' },
+      state: { enum: ['starting', 'recording', 'stopping', 'done', 'failed'] },
+      format: { enum: ['webm', 'mp4'] },
+      codecs: { type: 'object' },
+      width: { type: 'integer' },
+      height: { type: 'integer' },
+      fps: { type: 'integer' },
+      layout: { type: 'string' },
+      startedAt: { type: ['string', 'null'] },
+      stoppedAt: { type: ['string', 'null'] },
+      durationS: { type: 'number' },
+      sizeBytes: { type: ['integer', 'null'] },
+      reason: { type: ['string', 'null'], description: 'Why it failed' },
+      file: { type: 'string', description: 'Where to download it' },
+    },
+  },
   Tile: {
     type: 'object',
     properties: {
@@ -128,7 +175,10 @@ export const openApiDocument = {
   openapi: '3.1.0',
   info: { title: 'WebRTC MCU', version: '0.1.0', description: 'Rooms, WHIP joins, per-viewer layouts.' },
   paths: {
-    '/v1/rooms': { get: { summary: 'Every room with its participants', responses: { 200: { description: 'OK' } } } },
+    '/v1/rooms': {
+      get: { summary: 'Every room with its participants', responses: { 200: { description: 'OK' } } },
+      post: { summary: 'Create an empty room, optionally recording from the start', requestBody: body('CreateRoomRequest'), responses: { 201: json('Room'), 400: err('Bad body'), 409: err('Exists') } },
+    },
     '/v1/rooms/{room}': { get: { summary: 'One room', parameters: [room], responses: { 200: json('Room'), 404: err('Unknown room') } } },
     '/v1/rooms/{room}/participants': {
       post: {
@@ -174,6 +224,28 @@ export const openApiDocument = {
     '/v1/rooms/{room}/participants/{id}/pin': {
       put: { summary: 'Pin for one viewer', parameters: [room, participant], requestBody: body('PinRequest'), responses: { 200: json('Participant'), 400: err('Bad body'), 404: err('Unknown') } },
       delete: { summary: 'Unpin for one viewer', parameters: [room, participant], responses: { 204: { description: 'Done' }, 404: err('Unknown') } },
+    },
+    '/v1/rooms/{room}/recordings': {
+      post: {
+        summary: 'Start recording the room (its own view of everyone; defaults: grid, 1280x720, 30 fps, WebM)',
+        parameters: [room],
+        requestBody: body('RecordingRequest'),
+        responses: { 201: json('Recording', 'Started (or failed at once, with the reason)'), 400: err('Bad body'), 404: err('Unknown room or layout') },
+      },
+    },
+    '/v1/rooms/{room}/recordings/{rec}/stop': {
+      post: { summary: 'Stop and finalise the file', parameters: [room, p('rec', 'Recording id')], responses: { 200: json('Recording'), 404: err('Unknown') } },
+    },
+    '/v1/rooms/{room}/recordings/{rec}/layout': {
+      put: { summary: 'Change a running recording’s layout or pin, as for a viewer', parameters: [room, p('rec', 'Recording id')], requestBody: body('RecordingLayoutRequest'), responses: { 200: json('Recording'), 400: err('Bad body'), 404: err('Unknown') } },
+    },
+    '/v1/recordings': { get: { summary: 'Every recording', responses: { 200: { description: 'OK' } } } },
+    '/v1/recordings/{rec}': {
+      get: { summary: 'One recording: state, times, duration, size, format', parameters: [p('rec', 'Recording id')], responses: { 200: json('Recording'), 404: err('Unknown') } },
+      delete: { summary: 'Delete a finished recording and its file', parameters: [p('rec', 'Recording id')], responses: { 204: { description: 'Deleted' }, 404: err('Unknown'), 409: err('Still recording') } },
+    },
+    '/v1/recordings/{rec}/file': {
+      get: { summary: 'Download the file (HTTP Range supported)', parameters: [p('rec', 'Recording id')], responses: { 200: { description: 'The file' }, 206: { description: 'A range of it' }, 404: err('Unknown') } },
     },
     '/v1/layouts': { get: { summary: 'Every layout', responses: { 200: { description: 'OK' } } } },
     '/v1/layouts/{layout}': {

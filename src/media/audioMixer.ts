@@ -32,7 +32,9 @@ export class SampleFifo {
   constructor(
     capacity = SAMPLE_RATE / 2,
     private readonly primeSamples = FRAME_SAMPLES * 2,
-    private readonly maxSamples = FRAME_SAMPLES * 10,
+    // Past 100 ms queued, drop back to the 40 ms cushion: this bounds how far audio can drift
+    // behind video (lip sync) when bursts or clock drift pile samples up.
+    private readonly maxSamples = FRAME_SAMPLES * 5,
   ) {
     this.#buf = new Int16Array(capacity);
   }
@@ -90,7 +92,9 @@ export class SampleFifo {
   }
 }
 
-export type MixSink = (pcm: Buffer, ptsNs: bigint) => void;
+/** One 20 ms frame: PCM, its timestamp counted from when this output was added, and the moment
+ * (performance.now() clock, ms) the frame stands for. */
+export type MixSink = (pcm: Buffer, ptsNs: bigint, at: number) => void;
 
 interface Input {
   fifo: SampleFifo;
@@ -144,8 +148,30 @@ export class AudioMixer {
     this.#timer.unref?.();
   }
 
-  /** Produces every frame that is due by now (catching up after a late timer). */
+  #deferred = false;
+
+  /**
+   * Produces every frame that is due by now. After a stall of the event loop the frames are made
+   * in setImmediate, i.e. after the loop has read the audio that queued up in the sockets meanwhile:
+   * mixing first would fill the stall with silence and push the real audio late, out of sync.
+   */
   pump(): void {
+    const behind = Math.floor((this.now() - this.#startedAt) / FRAME_MS) - Number(this.#frames);
+    if (behind > 2) {
+      if (!this.#deferred) {
+        this.#deferred = true;
+        setImmediate(() => {
+          this.#deferred = false;
+          this.#produce();
+        });
+      }
+      return;
+    }
+    this.#produce();
+  }
+
+  #produce(): void {
+    if (this.#closed) return;
     const due = BigInt(Math.floor((this.now() - this.#startedAt) / FRAME_MS));
     let budget = 25; // never try to produce more than 0.5 s at once after a stall
     while (this.#frames < due && budget-- > 0) {
@@ -171,7 +197,7 @@ export class AudioMixer {
         else if (v < -32768) v = -32768;
         out.writeInt16LE(v, i * 2);
       }
-      sink(out, ptsNs - startPts);
+      sink(out, ptsNs - startPts, this.#startedAt + Number(ptsNs) / 1e6);
     }
   }
 

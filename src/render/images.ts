@@ -99,7 +99,7 @@ export class ImageRenderer {
     return this.#cached('wait', [width, height, text], () => {
       const fs2 = Math.round(height / 16);
       const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
-<rect width="100%" height="100%" fill="#15161a"/>
+<rect width="100%" height="100%" fill="#1f2a44"/>
 <text x="${width / 2}" y="${height / 2}" font-family="${FONT}" font-size="${fs2}" fill="#c8cbd4" text-anchor="middle">${esc(text)}</text>
 </svg>`;
       return sharp(Buffer.from(svg)).png().toBuffer();

@@ -49,6 +49,7 @@ export class CompositeView extends EventEmitter {
     private readonly deps: ViewDeps,
   ) {
     super();
+    this.setMaxListeners(0); // one listener per viewer sharing this view, however many
     this.#log = deps.log.child({ view: key.length > 40 ? key.slice(0, 40) + '…' : key });
   }
 

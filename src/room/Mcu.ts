@@ -1,11 +1,13 @@
 import type { McuConfig } from '../core/config.js';
-import { BadRequestError, NotFoundError } from '../core/errors.js';
+import { BadRequestError, InvalidStateError, NotFoundError } from '../core/errors.js';
 import { LayoutRegistry } from '../core/layouts.js';
 import { createLogger } from '../core/log.js';
 import { loadPresets, PROJECT_ROOT } from '../core/pipelines.js';
 import { ImageRenderer } from '../render/images.js';
 import { PeerSession } from '../rtc/native.js';
+import fs from 'node:fs';
 import path from 'node:path';
+import type { Recording, RecordingOptions } from './Recording.js';
 import { Room } from './Room.js';
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -27,6 +29,8 @@ export function checkName(name: unknown, fallback: string): string {
 /** The top of the tree: rooms by id. Closing it closes every room, participant and pipeline. */
 export class Mcu {
   readonly rooms = new Map<string, Room>();
+  /** Every recording this process made, running or finished, by id. */
+  readonly recordings = new Map<string, Recording>();
   readonly layouts: LayoutRegistry;
   readonly #presets = loadPresets();
   readonly #renderer: ImageRenderer;
@@ -66,26 +70,7 @@ export class Mcu {
       iceAddresses: this.config.iceAddresses,
       portRange: this.config.rtcPorts,
     });
-    let room = this.rooms.get(roomId);
-    if (!room) {
-      room = new Room(roomId, {
-        config: this.config,
-        presets: this.#presets,
-        layouts: this.layouts,
-        renderer: this.#renderer,
-        log: this.#log,
-        emptied: (r) => {
-          // Close an empty room a little later, unless someone joins meanwhile.
-          setTimeout(() => {
-            if (r.participants.size === 0 && this.rooms.get(r.id) === r) {
-              this.rooms.delete(r.id);
-              void r.close();
-            }
-          }, 30_000).unref();
-        },
-      });
-      this.rooms.set(roomId, room);
-    }
+    const room = this.rooms.get(roomId) ?? this.#openRoom(roomId);
     const participant = await room.join(name, session, opts);
     return { room, participant, answer: session.answerSdp };
   }
@@ -93,6 +78,76 @@ export class Mcu {
   /** A layout was replaced or deleted: recompose every room (views that use it change). */
   layoutChanged(_id: string): void {
     for (const r of this.rooms.values()) r.recompose();
+  }
+
+  #openRoom(roomId: string): Room {
+    const room = new Room(roomId, {
+      config: this.config,
+      presets: this.#presets,
+      layouts: this.layouts,
+      renderer: this.#renderer,
+      log: this.#log,
+      emptied: (r) => this.#closeIfIdle(r),
+    });
+    this.rooms.set(roomId, room);
+    return room;
+  }
+
+  /** Close an empty room a little later, unless someone joins or a recording runs meanwhile. */
+  #closeIfIdle(r: Room): void {
+    setTimeout(() => {
+      if (r.participants.size === 0 && !r.recording && this.rooms.get(r.id) === r) {
+        this.rooms.delete(r.id);
+        void r.close();
+      }
+    }, 30_000).unref();
+  }
+
+  /** POST /v1/rooms: an empty room, optionally with its layout, recording from the start. */
+  createRoom(id: string, opts: { layout?: string; autoRecord?: Partial<RecordingOptions> | boolean }) {
+    checkRoomId(id);
+    if (this.rooms.has(id)) throw new InvalidStateError(`room "${id}" exists already`);
+    if (opts.layout) this.layouts.get(opts.layout);
+    const room = this.#openRoom(id);
+    if (opts.layout) room.setLayout({ layout: opts.layout });
+    if (opts.autoRecord) this.startRecording(id, opts.autoRecord === true ? {} : opts.autoRecord);
+    else this.#closeIfIdle(room);
+    return room;
+  }
+
+  startRecording(roomId: string, opts: Partial<RecordingOptions>): Recording {
+    const room = this.room(roomId);
+    const rec = room.startRecording({
+      format: opts.format ?? 'webm',
+      width: opts.width ?? 1280,
+      height: opts.height ?? 720,
+      fps: opts.fps ?? 30,
+      layout: opts.layout ?? 'grid',
+    });
+    this.recordings.set(rec.id, rec);
+    return rec;
+  }
+
+  recording(id: string): Recording {
+    const r = this.recordings.get(id);
+    if (!r) throw new NotFoundError(`no recording "${id}"`);
+    return r;
+  }
+
+  async stopRecording(id: string): Promise<Recording> {
+    const rec = this.recording(id);
+    await rec.stop();
+    const room = this.rooms.get(rec.roomId);
+    if (room && room.participants.size === 0 && !room.recording) this.#closeIfIdle(room);
+    return rec;
+  }
+
+  /** Deletes a finished recording and its file. */
+  async deleteRecording(id: string): Promise<void> {
+    const rec = this.recording(id);
+    if (rec.active || rec.state === 'stopping') throw new InvalidStateError(`recording ${id} is ${rec.state}; stop it first`);
+    await fs.promises.rm(rec.file, { force: true });
+    this.recordings.delete(id);
   }
 
   dump() {
@@ -103,6 +158,8 @@ export class Mcu {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#lagTimer);
+    // Graceful shutdown finalises every recording before anything else goes.
+    await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.rooms.values()].map((r) => r.close()));
     this.rooms.clear();
   }

@@ -235,7 +235,11 @@ export class Participant {
     const rtpFlowing = now - this.#lastVideoAt < 500;
     const framesFlowing = this.#lastFrameAt > 0 && now - this.#lastFrameAt < 700;
     if (rtpFlowing && !framesFlowing) this.#requestKeyframe();
-    const live = this.#lastFrameAt > 0 && now - this.#lastFrameAt < this.deps.stallMs;
+    // A tile goes to its placeholder when decoded frames stop for stallMs and RTP stopped too; while
+    // RTP still flows (a decoder catching up under load, or waiting for a PLI'd keyframe) it keeps
+    // its last frame three times longer, so a busy server does not churn compositions.
+    const silentFor = now - this.#lastFrameAt;
+    const live = this.#lastFrameAt > 0 && (silentFor < this.deps.stallMs || (rtpFlowing && silentFor < this.deps.stallMs * 3));
     if (live !== this.#live) {
       this.#live = live;
       if (live) this.#log.info('video live');

@@ -11,6 +11,7 @@ import type { PeerSession } from '../rtc/native.js';
 import { CompositeView } from './CompositeView.js';
 import { Participant, videoChannel } from './Participant.js';
 import { VideoOut } from './VideoOut.js';
+import { Recording, type RecordingOptions } from './Recording.js';
 
 export interface RoomDeps {
   config: McuConfig;
@@ -31,6 +32,7 @@ export class Room {
   readonly participants = new Map<string, Participant>();
   readonly mixer = new AudioMixer();
   readonly views = new Map<string, CompositeView>();
+  readonly recordings = new Map<string, Recording>();
   /** Room defaults; each viewer may override them (Participant.viewPrefs). */
   layoutId = 'grid';
   selfView = false;
@@ -124,6 +126,47 @@ export class Room {
     return compose(subjects, this.deps.layouts.get(prefs.layout), { width: c.width, height: c.height, fps: c.fps }, { pinned: prefs.pin, speaker: this.activeSpeaker });
   }
 
+  /** What a recording shows: every publisher, on its own layout and pin, on its own canvas. */
+  compositionForRecording(rec: Recording): Composition {
+    const subjects: TileSubject[] = [...this.participants.values()]
+      .filter((o) => o.isPublisher)
+      .map((o) => ({ id: o.id, name: o.name, hasVideo: o.hasLiveVideo, screenshare: o.screenshare }));
+    const layout = this.deps.layouts.has(rec.prefs.layout) ? rec.prefs.layout : 'grid';
+    const o = rec.options;
+    return compose(subjects, this.deps.layouts.get(layout), { width: o.width, height: o.height, fps: o.fps }, { pinned: rec.prefs.pin, speaker: this.activeSpeaker });
+  }
+
+  startRecording(options: RecordingOptions): Recording {
+    this.deps.layouts.get(options.layout); // 404 for an unknown layout
+    const rec = new Recording(this.id, options, {
+      dir: this.deps.config.recordingsDir,
+      presets: this.deps.presets,
+      renderer: this.deps.renderer,
+      mixer: this.mixer,
+      channelOf: videoChannel,
+      log: this.#log,
+      videoBitrate: Math.round((this.deps.config.videoBitrate * (options.width * options.height)) / (640 * 360) / 2),
+      audioBitrate: this.deps.config.audioBitrate,
+    });
+    this.recordings.set(rec.id, rec);
+    rec.start();
+    if (rec.active) rec.update(this.compositionForRecording(rec));
+    return rec;
+  }
+
+  setRecordingPrefs(rec: Recording, opts: { layout?: string | null; pin?: string | null }): void {
+    if (opts.layout) this.deps.layouts.get(opts.layout);
+    if (opts.pin) this.get(opts.pin);
+    if (opts.layout !== undefined) rec.prefs.layout = opts.layout ?? rec.options.layout;
+    if (opts.pin !== undefined) rec.prefs.pin = opts.pin ?? undefined;
+    rec.update(this.compositionForRecording(rec));
+  }
+
+  /** Recordings still running keep the room open while it is empty. */
+  get recording(): boolean {
+    return [...this.recordings.values()].some((r) => r.active);
+  }
+
   /** Room default layout and self-view. */
   setLayout(opts: { layout?: string; selfView?: boolean }): void {
     if (opts.layout !== undefined) {
@@ -165,13 +208,17 @@ export class Room {
     return p.videoOut.shown?.composition ?? this.compositionFor(p);
   }
 
+  /**
+   * Recomposes soon, once for a burst of changes (several videos going live at once), so that a
+   * busy room does not build composites it replaces a moment later.
+   */
   scheduleRecompose(): void {
     if (this.#recomposeScheduled || this.#closed) return;
     this.#recomposeScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.#recomposeScheduled = false;
       this.recompose();
-    });
+    }, 50);
   }
 
   /** Points each viewer at the view for its current composition; identical compositions share a view. */
@@ -201,6 +248,7 @@ export class Room {
       }
       p.videoOut.follow(view);
     }
+    for (const rec of this.recordings.values()) if (rec.active) rec.update(this.compositionForRecording(rec));
   }
 
   #release(view: CompositeView): void {
@@ -235,6 +283,7 @@ export class Room {
       pin: this.pin ?? null,
       activeSpeaker: this.activeSpeaker ?? null,
       encoders: this.views.size,
+      recordings: [...this.recordings.values()].filter((r) => r.active).map((r) => r.id),
       participants: [...this.participants.values()].map((p) => p.dump()),
     };
   }
@@ -243,6 +292,8 @@ export class Room {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#tick);
+    // Recordings first, while the media they record is still flowing into their files.
+    await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.participants.values()].map((p) => p.close()));
     this.participants.clear();
     await Promise.all([...this.views.values()].map((v) => v.close()));

@@ -17,7 +17,7 @@ let server: ServerProcess;
 let browser: Browser;
 
 beforeAll(async () => {
-  server = await startServerProcess();
+  server = await startServerProcess({}, { pinCpu: true });
   browser = await launchBrowser();
 });
 

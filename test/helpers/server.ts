@@ -13,13 +13,14 @@ export interface ServerProcess {
 }
 
 /** Starts the real server (bin/mcu.cjs, built dist/) on a free port, ICE on 127.0.0.1 only. */
-export async function startServerProcess(env: Record<string, string> = {}): Promise<ServerProcess> {
+export async function startServerProcess(env: Record<string, string> = {}, opts: { pinCpu?: boolean } = {}): Promise<ServerProcess> {
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-test-'));
   // MCU_TEST_NODE_ARGS passes extra flags to the server's node (e.g. --cpu-prof) when investigating.
   const nodeArgs = (process.env.MCU_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  // The server gets CPU 0 and the test browsers the last CPU (test/helpers/chromium.sh), so on this
-  // 2-core machine neither starves the other, as a server and its remote users would not.
-  const pin = os.cpus().length > 1 ? ['taskset', '-c', '0'] : [];
+  // With browsers in the test, the server gets CPU 0 and the browsers the last CPU
+  // (test/helpers/chromium.sh), so on this 2-core machine neither starves the other, as a server
+  // and its remote users would not.
+  const pin = opts.pinCpu && os.cpus().length > 1 ? ['taskset', '-c', '0'] : [];
   const [cmd, ...args] = [...pin, process.execPath, ...nodeArgs, path.join(ROOT, 'bin', 'mcu.cjs')];
   const proc = spawn(cmd, args, {
     cwd: ROOT,
