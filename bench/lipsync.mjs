@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+// Lip sync of a long recording: a publisher flashes its picture and clicks a 1 kHz tone at the
+// same instants, once a second; a second participant joins 30 s in; the recording is analysed
+// with GStreamer (videoanalyse, level) and the audio-minus-video offset of every flash is printed.
+//   LIPSYNC_MINUTES (default 10)
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpPacket } from 'werift';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
+const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
+const MINUTES = Number(process.env.LIPSYNC_MINUTES ?? 10);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-lipsync-'));
+
+const proc = spawn(process.execPath, [path.join(ROOT, 'bin/mcu.cjs')], {
+  env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_RECORDINGS_DIR: dir, MCU_CACHE_DIR: path.join(dir, 'cache') },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const url = await new Promise((resolve) => {
+  let out = '';
+  proc.stdout.on('data', (d) => {
+    out += d;
+    const m = /Open (http:\/\/\S+) in/.exec(out);
+    if (m) resolve(m[1].replace(/\/$/, ''));
+  });
+});
+
+async function publish(name, launch) {
+  const pc = new RTCPeerConnection({
+    iceServers: [],
+    iceAdditionalHostAddresses: ['127.0.0.1'],
+    iceUseIpv6: false,
+    codecs: {
+      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
+      video: [new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] })],
+    },
+  });
+  const tracks = { audio: new MediaStreamTrack({ kind: 'audio' }), video: new MediaStreamTrack({ kind: 'video' }) };
+  pc.addTransceiver(tracks.audio, { direction: 'sendonly' });
+  pc.addTransceiver(tracks.video, { direction: 'sendonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
+  const res = await fetch(`${url}/v1/rooms/lipsync/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const v = await LocalUdp.open((b) => tracks.video.writeRtp(RtpPacket.deSerialize(b)));
+  const a = await LocalUdp.open((b) => tracks.audio.writeRtp(RtpPacket.deSerialize(b)));
+  const p = new GstPipeline(launch(v.port, a.port));
+  p.play();
+  return p;
+}
+
+const flasher = await publish(
+  'Flasher',
+  (v, a) =>
+    `videotestsrc is-live=true pattern=white ! video/x-raw,width=320,height=180,framerate=30/1 ! videobalance name=flash brightness=-1 ! vp8enc deadline=1 keyframe-max-dist=30 lag-in-frames=0 ! rtpvp8pay pt=96 ! udpsink host=127.0.0.1 port=${v} sync=false async=false ` +
+    `audiotestsrc is-live=true wave=sine freq=1000 ! audio/x-raw,rate=48000,channels=1 ! volume name=click volume=0 ! opusenc frame-size=10 ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=${a} sync=false async=false`,
+);
+await sleep(2500);
+const rec = await (await fetch(`${url}/v1/rooms/lipsync/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).json();
+const started = performance.now();
+let late;
+for (let k = 0; performance.now() - started < MINUTES * 60_000; k++) {
+  if (!late && performance.now() - started > 30_000) {
+    late = await publish(
+      'Late',
+      (v, a) =>
+        `videotestsrc is-live=true pattern=smpte ! video/x-raw,width=320,height=180,framerate=30/1 ! vp8enc deadline=1 ! rtpvp8pay pt=96 ! udpsink host=127.0.0.1 port=${v} sync=false async=false ` +
+        `audiotestsrc is-live=true freq=300 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=${a} sync=false async=false`,
+    );
+  }
+  flasher.set('flash', 'brightness', 0);
+  flasher.set('click', 'volume', 0.8);
+  await sleep(300);
+  flasher.set('flash', 'brightness', -1);
+  flasher.set('click', 'volume', 0);
+  await sleep(700);
+}
+await fetch(`${url}/v1/rooms/lipsync/recordings/${rec.id}/stop`, { method: 'POST' });
+const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(rec.id)));
+await flasher.close();
+await late?.close();
+proc.kill('SIGTERM');
+
+// The flasher's tile, alone (centred, full) and then left of the late joiner, both cover this crop
+// of a 1280x720 grid.
+const text = execFileSync(
+  'gst-launch-1.0',
+  ['-m', ...`filesrc location=${file} ! matroskademux name=d d. ! queue ! vp8dec ! videocrop left=200 right=780 top=240 bottom=240 ! videoconvert ! videoanalyse ! fakesink d. ! queue ! opusdec ! audioconvert ! audiochebband mode=band-pass lower-frequency=850 upper-frequency=1150 poles=4 ! level interval=5000000 ! fakesink`.split(' ')],
+  { maxBuffer: 2 * 1024 * 1024 * 1024 },
+).toString();
+const flashes = [];
+const clicks = [];
+let bright = false;
+let loud = false;
+for (const line of text.split('\n')) {
+  const v = /GstVideoAnalyse, timestamp=\(guint64\)(\d+).*luma-average=\(double\)([\d.e-]+)/.exec(line);
+  if (v) {
+    const now = Number(v[2]) > 0.4;
+    if (now && !bright) flashes.push(Number(v[1]) / 1e9);
+    bright = now;
+  }
+  const l = /level, .*timestamp=\(guint64\)(\d+).*rms=\(GValueArray\)< ([-\d.e]+)/.exec(line);
+  if (l) {
+    const now = Number(l[2]) > -30;
+    if (now && !loud) clicks.push(Number(l[1]) / 1e9);
+    loud = now;
+  }
+}
+const offsets = flashes.map((f) => Math.round((clicks.reduce((b, x) => (Math.abs(x - f) < Math.abs(b - f) ? x : b), Infinity) - f) * 1000));
+const abs = offsets.map(Math.abs).sort((a, b) => a - b);
+const summary = {
+  minutes: MINUTES,
+  flashes: flashes.length,
+  clicks: clicks.length,
+  meanMs: +(offsets.reduce((a, b) => a + b, 0) / offsets.length).toFixed(1),
+  maxAbsMs: abs[abs.length - 1],
+  p95AbsMs: abs[Math.floor(abs.length * 0.95)],
+  within40: offsets.filter((o) => Math.abs(o) <= 40).length,
+  afterLateJoin: offsets.filter((_, i) => flashes[i] > 30).slice(0, 5),
+};
+fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+fs.writeFileSync(path.join(ROOT, 'bench/results/lipsync.json'), JSON.stringify({ ...summary, offsets }, null, 2));
+console.log(`lip sync over ${MINUTES} min (audio minus video): mean ${summary.meanMs} ms, p95 |offset| ${summary.p95AbsMs} ms, max |offset| ${summary.maxAbsMs} ms; ${summary.within40}/${offsets.length} flashes within 40 ms (${clicks.length} clicks found)`);
+process.exit(0);
