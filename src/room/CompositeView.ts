@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Composition } from '../core/composition.js';
 import { createLogger, type Logger } from '../core/log.js';
-import { compositeLaunch, EL, type CompositeSpec, type CompositeTile, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { compositeLaunch, EL, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { compositeTiles } from './compositeTiles.js';
 import { GstPipeline } from '../gst/native.js';
 import { LocalUdp } from '../media/localUdp.js';
 import { isKeyframeStart, parseRtp, type RtpView } from '../media/rtp.js';
@@ -65,25 +66,7 @@ export class CompositeView extends EventEmitter {
   async #spec(rtpPort: number): Promise<CompositeSpec> {
     const c = this.composition;
     const r = this.deps.renderer;
-    // Drawing order follows z; the compositor's zorder follows the tile order.
-    const ordered = [...c.tiles].sort((a, b) => a.z - b.z);
-    const tiles = await Promise.all(
-      ordered.map(async (t): Promise<CompositeTile> => {
-        const box = { x: t.x, y: t.y, width: t.width, height: t.height };
-        if (t.source === 'overflow' || t.participantId === null) {
-          return { ...box, source: { kind: 'image', path: await r.overflowCard(t.name, t.width, t.height) } };
-        }
-        const plate = await r.namePlate(t.name, t.width - 8, t.height);
-        return {
-          ...box,
-          source:
-            t.source === 'video'
-              ? { kind: 'video', channel: this.deps.channelOf(t.participantId) }
-              : { kind: 'image', path: await r.placeholder(t.participantId, t.name, t.width, t.height) },
-          plate: { path: plate.path, x: t.x + 4, y: t.y + t.height - plate.height - 4 },
-        };
-      }),
-    );
+    const tiles = await compositeTiles(c, r, this.deps.channelOf);
     return {
       width: c.width,
       height: c.height,

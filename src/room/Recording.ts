@@ -4,7 +4,8 @@ import path from 'node:path';
 import { compositionKey, type Composition } from '../core/composition.js';
 import { InvalidStateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { compositeLaunch, EL, recorderLaunch, type CompositeTile, type Presets, type RecordingFormat } from '../core/pipelines.js';
+import { compositeLaunch, EL, recorderLaunch, type Presets, type RecordingFormat } from '../core/pipelines.js';
+import { compositeTiles } from './compositeTiles.js';
 import { GstPipeline } from '../gst/native.js';
 import type { AudioMixer } from '../media/audioMixer.js';
 import type { ImageRenderer } from '../render/images.js';
@@ -181,22 +182,7 @@ export class Recording {
 
   async #spec(c: Composition) {
     const r = this.deps.renderer;
-    const ordered = [...c.tiles].sort((a, b) => a.z - b.z);
-    const tiles = await Promise.all(
-      ordered.map(async (t): Promise<CompositeTile> => {
-        const box = { x: t.x, y: t.y, width: t.width, height: t.height };
-        if (t.participantId === null) return { ...box, source: { kind: 'image', path: await r.overflowCard(t.name, t.width, t.height) } };
-        const plate = await r.namePlate(t.name, t.width - 8, t.height);
-        return {
-          ...box,
-          source:
-            t.source === 'video'
-              ? { kind: 'video', channel: this.deps.channelOf(t.participantId) }
-              : { kind: 'image', path: await r.placeholder(t.participantId, t.name, t.width, t.height) },
-          plate: { path: plate.path, x: t.x + 4, y: t.y + t.height - plate.height - 4 },
-        };
-      }),
-    );
+    const tiles = await compositeTiles(c, r, this.deps.channelOf);
     return {
       width: c.width,
       height: c.height,

@@ -112,8 +112,13 @@ describe('recording a room', () => {
     expect(near(await pixel(frames[2], 320, 180), [30, 200, 40], 45)).toBe(true);
   });
 
-  it('deletes only finished recordings', async () => {
+  it('deletes only finished recordings; a running recording’s layout changes like a viewer’s', async () => {
     const running = await api(server.url, 'POST', '/v1/rooms/rec/recordings', { width: 320, height: 180 });
+    const changed = await api(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { layout: 'speaker' });
+    expect(changed.status).toBe(200);
+    expect(changed.body.layout).toBe('speaker');
+    expect((await api(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { layout: 'nope' })).status).toBe(404);
+    expect((await api(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { colour: 'red' })).status).toBe(400);
     expect((await api(server.url, 'DELETE', `/v1/recordings/${running.body.id}`)).status).toBe(409);
     await api(server.url, 'POST', `/v1/rooms/rec/recordings/${running.body.id}/stop`);
     expect((await api(server.url, 'DELETE', `/v1/recordings/${running.body.id}`)).status).toBe(204);

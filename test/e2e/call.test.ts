@@ -1,7 +1,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { joinSynthetic, launchBrowser, waitFor, type SyntheticPeer } from '../helpers/browser.js';
-import { sleep } from '../helpers/media.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { compose } from '../../src/core/composition.js';
+import { LayoutRegistry } from '../../src/core/layouts.js';
+import { decodeAudio, discover, framesEverySecond, pixel } from '../helpers/fileMedia.js';
+import { sleep, toneDb } from '../helpers/media.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-e2e-'));
 import { startServerProcess, type ServerProcess } from '../helpers/server.js';
 
 interface ViewJson {
@@ -151,5 +159,32 @@ describe('a call with real Chromium peers on loopback', () => {
     expect(stats1.framesDecoded - stats0.framesDecoded).toBeGreaterThan(15 * ((Date.now() - t0) / 1000));
     // Green chose nothing: its composition is exactly what it was.
     expect(await view(green, room)).toEqual(greenBefore);
+  });
+
+  it('records 10 s of the call: every colour at its tile and every tone in the mix', async () => {
+    const res = await fetch(`${server.url}/v1/rooms/${room}/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(201);
+    const rec = (await res.json()) as { id: string };
+    await sleep(10_000);
+    const stopped = await (await fetch(`${server.url}/v1/rooms/${room}/recordings/${rec.id}/stop`, { method: 'POST' })).json();
+    expect(stopped.state).toBe('done');
+    const file = path.join(tmp, 'call.webm');
+    fs.writeFileSync(file, Buffer.from(await (await fetch(`${server.url}/v1/recordings/${rec.id}/file`)).arrayBuffer()));
+    const d = discover(file);
+    expect(d.durationS).toBeGreaterThan(9.3);
+    expect(d.text).toMatch(/VP8/);
+    expect(d.text).toMatch(/Opus/);
+    // The recording's own view: everyone, in join order, on a 1280x720 grid.
+    const grid = LayoutRegistry.fromDirectory(path.resolve('layouts')).get('grid');
+    const c = compose(peers.map((p) => ({ id: p.id, name: p.name, hasVideo: true })), grid, { width: 1280, height: 720, fps: 30 });
+    const frames = framesEverySecond(file, path.join(tmp, 'call-frames'));
+    for (const t of c.tiles) {
+      const want = peers.find((p) => p.id === t.participantId)!.color;
+      const got = await pixel(frames[6], t.x + t.width / 2, t.y + t.height / 2);
+      expect(near(got, want, 60), `${t.name} in the recording: ${got}`).toBe(true);
+    }
+    const pcm = decodeAudio(file, path.join(tmp, 'call.raw'));
+    const mid = pcm.subarray(48000 * 5, 48000 * 7);
+    for (const p of peers) expect(toneDb(mid, p.freq), `${p.freq} Hz in the recording`).toBeGreaterThan(-40);
   });
 });
