@@ -212,7 +212,9 @@ export function recorderLaunch(spec: RecorderSpec): string {
     'videoconvert',
     'videoscale',
     `video/x-raw,format=I420,width=${spec.width},height=${spec.height},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1,interlace-mode=progressive,colorimetry=bt601`,
-    'queue max-size-buffers=30 max-size-bytes=0 max-size-time=0',
+    // Leaky: when the encoder cannot keep up, pictures are dropped and the timeline stays true to
+    // the clock (a blocking queue would stall intervideosrc and slow the whole timeline down).
+    'queue max-size-buffers=5 max-size-bytes=0 max-size-time=0 leaky=downstream',
     spec.format === 'webm'
       ? `vp8enc deadline=1 cpu-used=-6 threads=2 end-usage=cbr lag-in-frames=0 target-bitrate=${spec.videoBitrate} keyframe-max-dist=${spec.fps * 2}`
       : `x264enc speed-preset=ultrafast tune=zerolatency threads=2 bitrate=${Math.round(spec.videoBitrate / 1000)} key-int-max=${spec.fps * 2} ! video/x-h264,profile=constrained-baseline ! h264parse`,
