@@ -13,6 +13,7 @@ import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpPacket }
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
 const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
+const { analysisArgs, parseFlashesAndClicks, offsetsMs } = await import(path.join(ROOT, 'test/helpers/flashes.mjs'));
 const MINUTES = Number(process.env.LIPSYNC_MINUTES ?? 10);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-lipsync-'));
@@ -88,30 +89,9 @@ proc.kill('SIGTERM');
 
 // The flasher's tile, alone (centred, full) and then left of the late joiner, both cover this crop
 // of a 1280x720 grid.
-const text = execFileSync(
-  'gst-launch-1.0',
-  ['-m', ...`filesrc location=${file} ! matroskademux name=d d. ! queue ! vp8dec ! videocrop left=200 right=780 top=240 bottom=240 ! videoconvert ! videoanalyse ! fakesink d. ! queue ! opusdec ! audioconvert ! audiochebband mode=band-pass lower-frequency=850 upper-frequency=1150 poles=4 ! level interval=5000000 ! fakesink`.split(' ')],
-  { maxBuffer: 2 * 1024 * 1024 * 1024 },
-).toString();
-const flashes = [];
-const clicks = [];
-let bright = false;
-let loud = false;
-for (const line of text.split('\n')) {
-  const v = /GstVideoAnalyse, timestamp=\(guint64\)(\d+).*luma-average=\(double\)([\d.e-]+)/.exec(line);
-  if (v) {
-    const now = Number(v[2]) > 0.4;
-    if (now && !bright) flashes.push(Number(v[1]) / 1e9);
-    bright = now;
-  }
-  const l = /level, .*timestamp=\(guint64\)(\d+).*rms=\(GValueArray\)< ([-\d.e]+)/.exec(line);
-  if (l) {
-    const now = Number(l[2]) > -30;
-    if (now && !loud) clicks.push(Number(l[1]) / 1e9);
-    loud = now;
-  }
-}
-const offsets = flashes.map((f) => Math.round((clicks.reduce((b, x) => (Math.abs(x - f) < Math.abs(b - f) ? x : b), Infinity) - f) * 1000));
+const text = execFileSync('gst-launch-1.0', analysisArgs(file, 'videocrop left=200 right=780 top=240 bottom=240'), { maxBuffer: 2 * 1024 * 1024 * 1024 }).toString();
+const { flashes, clicks } = parseFlashesAndClicks(text);
+const offsets = offsetsMs(flashes, clicks);
 const abs = offsets.map(Math.abs).sort((a, b) => a - b);
 const summary = {
   minutes: MINUTES,

@@ -31,11 +31,12 @@ function ensureDir(dir: string): void {
 /**
  * Audio reaches the recorder earlier than the picture of the same instant: the video jitterbuffer
  * holds 20 ms more than the audio one (60 vs 40 ms), and the picture then waits for two
- * free-running 30 fps samplers (the composite's intervideosrc and the recorder's), half a frame each
- * on average. Audio is stamped this much later, so the average offset is near zero; the samplers'
- * phases still spread it by about ±17 ms from one composite to the next.
+ * free-running 30 fps samplers (the composite's intervideosrc and the recorder's). Audio is stamped
+ * this much later. 40 ms sits between the best value for a 1280x720 recording (bench/lipsync.mjs:
+ * with 50 ms the mean over 10 minutes was +21 ms) and for 640x360 (about 55 ms); the samplers'
+ * phases still spread it by about ±25 ms.
  */
-const AUDIO_ALIGN_MS = 50;
+const AUDIO_ALIGN_MS = 40;
 
 export type RecordingState = 'starting' | 'recording' | 'stopping' | 'done' | 'failed';
 

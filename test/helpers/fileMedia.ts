@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { pcmFrom } from './media.js';
+// @ts-expect-error plain JS shared with bench/lipsync.mjs
+import { analysisArgs, parseFlashesAndClicks } from './flashes.mjs';
 
 /** What gst-discoverer-1.0 says about a file: duration in seconds and the stream kinds it found. */
 export function discover(file: string): { durationS: number; text: string } {
@@ -47,28 +49,6 @@ export function decodeAudio(file: string, out: string): Int16Array {
  * (other tones in the mix are filtered out), from GStreamer's own analysers run over the file.
  */
 export function flashesAndClicks(file: string, crop = 'identity'): { flashes: number[]; clicks: number[] } {
-  const text = execFileSync(
-    'gst-launch-1.0',
-    ['-m', ...`filesrc location=${file} ! ${demux(file)} name=d d. ! queue ! ${vdec(file)} ! ${crop} ! videoconvert ! videoanalyse ! fakesink d. ! queue ! ${adec(file)} ! audioconvert ! audiochebband mode=band-pass lower-frequency=850 upper-frequency=1150 poles=4 ! level interval=5000000 ! fakesink`.split(' ')],
-    { timeout: 300_000, maxBuffer: 512 * 1024 * 1024 },
-  ).toString();
-  const flashes: number[] = [];
-  const clicks: number[] = [];
-  let bright = false;
-  let loud = false;
-  for (const line of text.split('\n')) {
-    const v = /GstVideoAnalyse, timestamp=\(guint64\)(\d+).*luma-average=\(double\)([\d.e-]+)/.exec(line);
-    if (v) {
-      const now = Number(v[2]) > 0.4;
-      if (now && !bright) flashes.push(Number(v[1]) / 1e9);
-      bright = now;
-    }
-    const l = /level, .*timestamp=\(guint64\)(\d+).*rms=\(GValueArray\)< ([-\d.e]+)/.exec(line);
-    if (l) {
-      const now = Number(l[2]) > -30;
-      if (now && !loud) clicks.push(Number(l[1]) / 1e9);
-      loud = now;
-    }
-  }
-  return { flashes, clicks };
+  const text = execFileSync('gst-launch-1.0', analysisArgs(file, crop), { timeout: 300_000, maxBuffer: 512 * 1024 * 1024 }).toString();
+  return parseFlashesAndClicks(text);
 }
