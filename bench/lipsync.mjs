@@ -8,10 +8,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpPacket } from 'werift';
+import { MediaStreamTrack, RtpPacket } from 'werift';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
+const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
 const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
 const { analysisArgs, parseFlashesAndClicks, offsetsMs } = await import(path.join(ROOT, 'test/helpers/flashes.mjs'));
 const MINUTES = Number(process.env.LIPSYNC_MINUTES ?? 10);
@@ -32,15 +33,7 @@ const url = await new Promise((resolve) => {
 });
 
 async function publish(name, launch) {
-  const pc = new RTCPeerConnection({
-    iceServers: [],
-    iceAdditionalHostAddresses: ['127.0.0.1'],
-    iceUseIpv6: false,
-    codecs: {
-      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
-      video: [new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] })],
-    },
-  });
+  const pc = loopbackPeer();
   const tracks = { audio: new MediaStreamTrack({ kind: 'audio' }), video: new MediaStreamTrack({ kind: 'video' }) };
   pc.addTransceiver(tracks.audio, { direction: 'sendonly' });
   pc.addTransceiver(tracks.video, { direction: 'sendonly' });

@@ -10,10 +10,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, RtpPacket } from 'werift';
+import { MediaStreamTrack, RtpPacket } from 'werift';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
+const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
 const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const SIZES = (process.env.BENCH_SIZES ?? '2,4,6,8,10,12').split(',').map(Number);
@@ -58,15 +59,7 @@ async function mediaSource() {
 }
 
 async function joinPeer(url, room, name, source) {
-  const pc = new RTCPeerConnection({
-    iceServers: [],
-    iceAdditionalHostAddresses: ['127.0.0.1'],
-    iceUseIpv6: false,
-    codecs: {
-      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
-      video: [new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] })],
-    },
-  });
+  const pc = loopbackPeer();
   const stats = { frames: 0, audio: 0, lastAudio: 0, maxAudioGap: 0, measuring: false, frameTimes: null };
   const handle = {};
   const tracks = {};

@@ -1,4 +1,6 @@
-import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters, type RtpPacket } from 'werift';
+import { MediaStreamTrack, type RTCPeerConnection, type RtpPacket } from 'werift';
+// @ts-expect-error plain JS shared with bench/*.mjs
+import { loopbackPeer } from './loopbackPeer.mjs';
 
 export interface WeriftPeer {
   pc: RTCPeerConnection;
@@ -21,25 +23,7 @@ type RTCRtpTransceiverDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inacti
 
 /** Builds a werift offer on 127.0.0.1 only (no STUN, no mDNS), with every candidate in it. */
 export async function makeOffer(opts: PeerOptions) {
-  const pc = new RTCPeerConnection({
-    iceServers: [],
-    iceAdditionalHostAddresses: ['127.0.0.1'],
-    iceUseIpv6: false,
-    codecs: {
-      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
-      video: [
-        opts.videoCodec === 'h264'
-          ? new RTCRtpCodecParameters({
-              mimeType: 'video/H264',
-              clockRate: 90000,
-              payloadType: 102,
-              rtcpFeedback: [{ type: 'nack', parameter: 'pli' }],
-              parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
-            })
-          : new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] }),
-      ],
-    },
-  });
+  const pc: RTCPeerConnection = loopbackPeer(opts.videoCodec);
   const send: WeriftPeer['send'] = {};
   const handlers: Record<'audio' | 'video', Array<(p: RtpPacket) => void>> = { audio: [], video: [] };
   const received = { audio: 0, video: 0 };
