@@ -124,10 +124,6 @@ export class GstPipeline {
     return el;
   }
 
-  has(name: string): boolean {
-    return this.#p.findChild(name) !== undefined;
-  }
-
   set(name: string, prop: string, value: unknown): void {
     if (this.#closed) return;
     this.#element(name)[prop] = value;

@@ -16,8 +16,6 @@ export class SampleFifo {
   #read = 0;
   #size = 0;
   #primed = false;
-  /** Most recent frame's peak level, 0..1. */
-  level = 0;
   #energy = 0;
   #samples = 0;
 
@@ -66,28 +64,21 @@ export class SampleFifo {
   readFrame(acc: Int32Array, own: Int16Array): boolean {
     own.fill(0);
     if (!this.#primed) {
-      if (this.#size < this.primeSamples) {
-        this.level = 0;
-        return false;
-      }
+      if (this.#size < this.primeSamples) return false;
       this.#primed = true;
     }
     const n = Math.min(FRAME_SAMPLES, this.#size);
     const cap = this.#buf.length;
-    let peak = 0;
     for (let i = 0; i < n; i++) {
       const v = this.#buf[(this.#read + i) % cap];
       own[i] = v;
       acc[i] += v;
       this.#energy += v * v;
-      const a = v < 0 ? -v : v;
-      if (a > peak) peak = a;
     }
     this.#samples += FRAME_SAMPLES;
     this.#read = (this.#read + n) % cap;
     this.#size -= n;
     if (n < FRAME_SAMPLES) this.#primed = false; // underrun: rebuild a cushion before reading on
-    this.level = peak / 32768;
     return n > 0;
   }
 }

@@ -137,10 +137,6 @@ export class CompositeView extends EventEmitter {
     else this.#keyframeTimer = setTimeout(fire, wait);
   }
 
-  setBitrate(bitrate: number): void {
-    if (this.codec === 'vp8') this.#pipeline?.set(EL.videoEnc, 'target-bitrate', bitrate);
-  }
-
   /** Stops the composite; resolves when its pipeline has stopped. Safe to call twice. */
   close(): Promise<void> {
     if (!this.#closed) {
