@@ -10,14 +10,51 @@ export const FRAME_MS = 20;
 export const FRAME_SAMPLES = (SAMPLE_RATE * FRAME_MS) / 1000;
 const FRAME_NS = BigInt(FRAME_MS) * 1_000_000n;
 
-/** A jitter-absorbing FIFO of samples for one input. */
+/** How long after its arrival a sample is mixed: the jitter the mixer absorbs. */
+export const PLAYOUT_DELAY_MS = 40;
+/** The read position may be off by this much before it is corrected (a skip or a short gap). */
+const SLACK_SAMPLES = (SAMPLE_RATE * 2) / 1000;
+/** The arrival model keeps the earliest arrival of the last one to two of these blocks. */
+const BLOCK_MS = 1000;
+
+/**
+ * One input's samples, played out by arrival time: every sample is mixed PLAYOUT_DELAY_MS after
+ * it arrived. Arrival is modelled as a stream origin: a sample's ideal arrival is `origin +
+ * index / 48 kHz`, with the origin taken as the earliest seen over the last second or two (packets
+ * are only ever late, never early). So an input's delay is the same whatever the phase of its
+ * packets against the mixer's 20 ms frames, and whatever burst or stall came before: that keeps
+ * a recording's audio at a known distance from its picture, and the live mix-minus at its lowest
+ * steady latency. Slow clock drift is corrected by a skip or a short gap of SLACK_SAMPLES at most.
+ */
 export class SampleFifo {
   readonly #buf: Int16Array;
+  /** Absolute index of the oldest sample still held, of the next one to be written, and of the
+   * next one to be read. */
+  #base = 0;
+  #written = 0;
   #read = 0;
-  #size = 0;
-  #primed = false;
+  #origin = Infinity;
+  #blockMin = Infinity;
+  #prevBlockMin = Infinity;
+  #blockStart = 0;
+  /** Nothing was there when a frame was read: the input stopped; re-anchor on its next packet. */
+  #starved = true;
   #energy = 0;
   #samples = 0;
+  /** Samples skipped or gaps inserted to keep the delay (clock drift, a late burst). */
+  corrections = 0;
+
+  constructor(
+    private readonly now: () => number = () => performance.now(),
+    capacity = SAMPLE_RATE / 2,
+  ) {
+    this.#buf = new Int16Array(capacity);
+  }
+
+  /** Samples waiting to be played. */
+  get size(): number {
+    return Math.max(0, this.#written - Math.max(this.#read, this.#base));
+  }
 
   /** RMS level in dBFS of everything read since the last call (-100 when silent). */
   takeLevelDb(): number {
@@ -27,59 +64,61 @@ export class SampleFifo {
     return rms > 1e-5 ? 20 * Math.log10(rms) : -100;
   }
 
-  constructor(
-    capacity = SAMPLE_RATE / 2,
-    private readonly primeSamples = FRAME_SAMPLES * 2,
-    // Past 100 ms queued, drop back to the 40 ms cushion: this bounds how far audio can drift
-    // behind video (lip sync) when bursts or clock drift pile samples up.
-    private readonly maxSamples = FRAME_SAMPLES * 5,
-  ) {
-    this.#buf = new Int16Array(capacity);
-  }
-
-  get size(): number {
-    return this.#size;
-  }
-
+  /** Appends decoded PCM (S16LE) that arrived now. */
   write(pcm: Buffer): void {
     const n = pcm.length >> 1;
     const cap = this.#buf.length;
-    for (let i = 0; i < n; i++) {
-      if (this.#size === cap) {
-        this.#read = (this.#read + 1) % cap;
-        this.#size--;
-      }
-      this.#buf[(this.#read + this.#size) % cap] = pcm.readInt16LE(i * 2);
-      this.#size++;
+    const at = this.now();
+    if (this.#starved) {
+      // A fresh start: this packet's samples are the reference, whatever came before.
+      this.#starved = false;
+      this.#base = this.#read = this.#written = 0;
+      this.#blockMin = this.#prevBlockMin = Infinity;
+      this.#blockStart = at;
     }
-    // Bound latency: when a burst leaves too much queued, drop the oldest samples.
-    if (this.#size > this.maxSamples) {
-      const drop = this.#size - this.primeSamples;
-      this.#read = (this.#read + drop) % cap;
-      this.#size -= drop;
+    for (let i = 0; i < n; i++) this.#buf[(this.#written + i) % cap] = pcm.readInt16LE(i * 2);
+    this.#written += n;
+    if (this.#written - this.#base > cap) this.#base = this.#written - cap;
+    // Where this stream's sample 0 would have arrived, had nothing been late.
+    const origin = at - (this.#written * 1000) / SAMPLE_RATE;
+    if (at - this.#blockStart >= BLOCK_MS) {
+      this.#prevBlockMin = this.#blockMin;
+      this.#blockMin = Infinity;
+      this.#blockStart = at;
     }
+    this.#blockMin = Math.min(this.#blockMin, origin);
+    this.#origin = Math.min(this.#blockMin, this.#prevBlockMin);
   }
 
-  /** Adds one frame of this input into `acc`, and copies it into `own`. Returns false on silence. */
-  readFrame(acc: Int32Array, own: Int16Array): boolean {
+  /**
+   * Adds the frame that starts at mix time `atMs` (samples that arrived PLAYOUT_DELAY_MS before)
+   * into `acc`, and copies it into `own`. Returns false when there was nothing to play.
+   */
+  readFrame(acc: Int32Array, own: Int16Array, atMs: number): boolean {
     own.fill(0);
-    if (!this.#primed) {
-      if (this.#size < this.primeSamples) return false;
-      this.#primed = true;
+    if (this.#starved) return false;
+    const want = Math.round(((atMs - PLAYOUT_DELAY_MS - this.#origin) * SAMPLE_RATE) / 1000);
+    if (Math.abs(want - this.#read) > SLACK_SAMPLES) {
+      this.#read = want;
+      this.corrections++;
     }
-    const n = Math.min(FRAME_SAMPLES, this.#size);
+    if (this.#read >= this.#written) {
+      // Nothing of this frame has come: the input has stopped (or is later than we wait for).
+      this.#starved = true;
+      return false;
+    }
     const cap = this.#buf.length;
-    for (let i = 0; i < n; i++) {
-      const v = this.#buf[(this.#read + i) % cap];
-      own[i] = v;
-      acc[i] += v;
+    const from = Math.max(this.#read, this.#base);
+    const to = Math.min(this.#read + FRAME_SAMPLES, this.#written);
+    for (let idx = from; idx < to; idx++) {
+      const v = this.#buf[idx % cap];
+      own[idx - this.#read] = v;
+      acc[idx - this.#read] += v;
       this.#energy += v * v;
     }
     this.#samples += FRAME_SAMPLES;
-    this.#read = (this.#read + n) % cap;
-    this.#size -= n;
-    if (n < FRAME_SAMPLES) this.#primed = false; // underrun: rebuild a cushion before reading on
-    return n > 0;
+    this.#read += FRAME_SAMPLES;
+    return to > from;
   }
 }
 
@@ -107,7 +146,7 @@ export class AudioMixer {
   }
 
   addInput(id: string): SampleFifo {
-    const fifo = new SampleFifo();
+    const fifo = new SampleFifo(this.now);
     this.#inputs.set(id, { fifo, own: new Int16Array(FRAME_SAMPLES) });
     return fifo;
   }
@@ -177,7 +216,7 @@ export class AudioMixer {
     const acc = new Int32Array(FRAME_SAMPLES);
     const active = new Set<string>();
     for (const [id, input] of this.#inputs) {
-      if (input.fifo.readFrame(acc, input.own)) active.add(id);
+      if (input.fifo.readFrame(acc, input.own, this.#startedAt + Number(ptsNs) / 1e6)) active.add(id);
     }
     for (const [id, { sink, startPts }] of this.#outputs) {
       const own = active.has(id) ? this.#inputs.get(id)!.own : undefined;

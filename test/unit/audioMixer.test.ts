@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AudioMixer, FRAME_SAMPLES } from '../../src/media/audioMixer.js';
+import { AudioMixer, FRAME_SAMPLES, PLAYOUT_DELAY_MS, SampleFifo } from '../../src/media/audioMixer.js';
 
 const pcm = (value: number, frames = 1) => {
   const b = Buffer.alloc(FRAME_SAMPLES * 2 * frames);
@@ -34,21 +34,77 @@ describe('AudioMixer (mix-minus)', () => {
     m.close();
   });
 
-  it('waits for a 40 ms cushion before playing an input, and rebuilds it after an underrun', () => {
-    const m = new AudioMixer(() => 0);
+  it('plays each sample PLAYOUT_DELAY_MS after it arrived, and starts again after the input stops', () => {
+    let now = 0;
+    const m = new AudioMixer(() => now);
     const outs: number[] = [];
-    m.addOutput('l', (b) => outs.push(first(b)));
+    m.addOutput('l', (b) => outs.push(first(b))); // the mixer's frames count from t=0
     const fifo = m.addInput('x');
-    fifo.write(pcm(7, 1));
-    m.mixFrame(0n); // 20 ms queued: not yet
-    fifo.write(pcm(7, 1));
-    m.mixFrame(1n); // 40 ms queued: plays
-    m.mixFrame(2n); // 20 ms left: plays
-    m.mixFrame(3n); // empty: silence, re-priming
-    fifo.write(pcm(7, 1));
-    m.mixFrame(4n); // 20 ms: not yet
-    expect(outs).toEqual([0, 7, 7, 0, 0]);
+    now = 1000;
+    fifo.write(pcm(7, 1)); // 20 ms of samples, arrived at t=1000
+    // Frame k covers mix time [20k, 20k+20): it plays the samples that arrived 40 ms earlier.
+    const frameAt = (t: number) => BigInt(t) * 1_000_000n;
+    m.mixFrame(frameAt(1000)); // arrived at 980-1000: not yet
+    m.mixFrame(frameAt(1020)); // 980-1000: this one
+    now = 1020;
+    fifo.write(pcm(8, 1));
+    now = 1030;
+    m.mixFrame(frameAt(1040)); // 1000-1020: the second packet
+    m.mixFrame(frameAt(1060)); // nothing came: silence, and the input counts as stopped
+    now = 5000;
+    fifo.write(pcm(9, 1)); // much later: a fresh start, PLAYOUT_DELAY_MS after this arrival
+    m.mixFrame(frameAt(5000));
+    m.mixFrame(frameAt(5020));
+    expect(PLAYOUT_DELAY_MS).toBe(40);
+    expect(outs).toEqual([0, 7, 8, 0, 0, 9]);
     m.close();
+  });
+
+  it('keeps the delay whatever the phase of the packets against the frames', () => {
+    for (const phase of [0, 3, 9, 17]) {
+      let now = 0;
+      const fifo = new SampleFifo(() => now);
+      // 10 ms packets of a ramp (sample n has value n), arriving on time.
+      let n = 0;
+      const firsts: number[] = [];
+      for (let t = phase; t < 600; t += 10) {
+        now = t;
+        const b = Buffer.alloc(960);
+        for (let i = 0; i < 480; i++) b.writeInt16LE(n++ % 30000, i * 2);
+        fifo.write(b);
+        if ((t - phase) % 20 === 10 && t > 200) {
+          const own = new Int16Array(FRAME_SAMPLES);
+          fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, Math.floor(t / 20) * 20 - 20);
+          // The first sample of the frame at mix time T arrived at T - 40 ms (the ramp tells when:
+          // the packet holding sample n arrived at phase - 10 + (n + 1) / 48 ms, had it been on time).
+          const arrivedAt = phase - 10 + (own[0] + 1) / 48;
+          firsts.push(Math.round(Math.floor(t / 20) * 20 - 20 - arrivedAt));
+        }
+      }
+      for (const d of firsts) expect(Math.abs(d - PLAYOUT_DELAY_MS), `phase ${phase}: ${firsts}`).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it('takes late packets (a stalled event loop) at their true time, not when they were read', () => {
+    let now = 0;
+    const fifo = new SampleFifo(() => now);
+    const frame = (v: number) => pcm(v, 1);
+    for (let k = 0; k < 50; k++) {
+      now = k * 20 + 20;
+      fifo.write(frame(k));
+    }
+    // 200 ms of packets held up, then read all at once.
+    now = 1200;
+    for (let k = 50; k < 60; k++) fifo.write(frame(k));
+    const own = new Int16Array(FRAME_SAMPLES);
+    // The frame at mix time 1000 plays what arrived at 960-980 in truth: packet 48.
+    fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, 1000);
+    expect(own[0]).toBe(48);
+    fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, 1020);
+    expect(own[0]).toBe(49);
+    fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, 1040);
+    expect(own[0]).toBe(50);
+    expect(fifo.corrections).toBe(1); // only the first anchoring read
   });
 
   it('stamps each output from zero, 20 ms apart', async () => {
@@ -64,16 +120,6 @@ describe('AudioMixer (mix-minus)', () => {
     expect(pts).toHaveLength(2);
     await new Promise((r) => setImmediate(r));
     expect(pts).toEqual([0n, 20_000_000n, 40_000_000n, 60_000_000n, 80_000_000n, 100_000_000n]);
-    m.close();
-  });
-
-  it('bounds latency by dropping back to the cushion when an input runs ahead', () => {
-    const m = new AudioMixer(() => 0);
-    const fifo = m.addInput('x');
-    fifo.write(pcm(1, 4));
-    expect(fifo.size).toBe(FRAME_SAMPLES * 4);
-    fifo.write(pcm(1, 30));
-    expect(fifo.size).toBe(FRAME_SAMPLES * 2);
     m.close();
   });
 });
