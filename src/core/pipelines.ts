@@ -49,6 +49,8 @@ export const EL = {
   videoPay: 'vpay',
   videoEnc: 'venc',
   audioEnc: 'aenc',
+  /** The recorder's appsrc for the recording composite's RTP. */
+  videoRtpIn: 'vrtpin',
 } as const;
 
 const udpSink = (port: number) => `udpsink host=127.0.0.1 port=${port} sync=false async=false`;
@@ -139,8 +141,21 @@ export interface CompositeSpec {
   /** A video input silent this long turns black in intervideosrc; we switch to the placeholder first. */
   inputTimeoutNs: bigint;
   rtpPort: number;
-  /** Instead of encoding, hand the raw picture to this inter-pipeline channel (a recording's view). */
-  rawChannel?: string;
+  /** Seconds between keyframes the encoder makes unasked. Default 10 (viewers ask with PLI). */
+  gopSeconds?: number;
+  /** Encoder threads. Default 1: with many encoders, one thread each is cheapest. */
+  threads?: number;
+  /**
+   * Every picture shown a fixed time after it reached its channel (to within the frame period),
+   * for a recording's lip sync. A one-picture queue behind each tile's source keeps the source
+   * from waiting on the compositor, so it takes each picture from its channel at a fixed point of
+   * its frame period, not whenever the compositor frees its pad; and the compositor waits a frame
+   * longer for its inputs, so a tile scaled a little late is still in time for its own frame
+   * instead of showing up one frame later. (Measured: without these, a picture's delay varied by
+   * up to two frames from one composite to the next.) Costs a thread per tile and a frame of
+   * latency, which a recording does not mind.
+   */
+  steadyTiles?: boolean;
 }
 
 /**
@@ -158,25 +173,32 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
 
   const pads = tiles.map((t, i) => `sink_${i}::xpos=${t.x} sink_${i}::ypos=${t.y} sink_${i}::zorder=${i + 1}`);
   const head = [
-    `compositor name=comp background=black ${pads.join(' ')}`,
+    // start-time-selection=first: output timestamps continue the inputs' running time. (With the
+    // default, "zero", a live compositor's pictures came out stamped up to a frame ahead of when
+    // they were composed, by a different amount each run: measured, 0 to 26 ms.)
+    `compositor name=comp background=black start-time-selection=first${spec.steadyTiles ? ` latency=${Math.round(1e9 / spec.fps)}` : ''} ${pads.join(' ')}`,
     raw(spec.width, spec.height),
     ...tiles
       .filter((t) => t.plate)
       .map((t) => `gdkpixbufoverlay location=${q(t.plate!.path)} offset-x=${t.plate!.x} offset-y=${t.plate!.y}`),
-    ...(spec.rawChannel
-      ? [`intervideosink sync=false channel=${spec.rawChannel}`]
-      : [
-          'queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream',
-          fill(p.encoder, { bitrate: spec.bitrate, kbps: Math.round(spec.bitrate / 1000), gop: spec.fps * 10 }).replace(/^(\w+)/, `$1 name=${EL.videoEnc}`),
-          `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay}`)}`,
-          udpSink(spec.rtpPort),
-        ]),
+    'queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream',
+    fill(p.encoder, {
+      bitrate: spec.bitrate,
+      kbps: Math.round(spec.bitrate / 1000),
+      gop: Math.round(spec.fps * (spec.gopSeconds ?? 10)),
+      threads: spec.threads ?? 1,
+    }).replace(/^(\w+)/, `$1 name=${EL.videoEnc}`),
+    // timestamp-offset=0: the RTP timestamp is the picture's running time at 90 kHz, which is how a
+    // recording places each picture on its timeline. (Viewers get rewritten timestamps anyway.)
+    `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay} timestamp-offset=0`)}`,
+    udpSink(spec.rtpPort),
   ].join(' ! ');
 
   const branches = tiles.map((t, i) => {
     const src =
       t.source.kind === 'video'
-        ? `intervideosrc channel=${t.source.channel} timeout=${spec.inputTimeoutNs}`
+        ? `intervideosrc channel=${t.source.channel} timeout=${spec.inputTimeoutNs}` +
+          (spec.steadyTiles ? ' ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream' : '')
         : `filesrc location=${q(t.source.path)} ! pngdec ! imagefreeze is-live=true ! videoconvert`;
     return `${src} ! videoscale ! ${raw(t.width, t.height)} ! comp.sink_${i}`;
   });
@@ -187,46 +209,42 @@ export type RecordingFormat = 'webm' | 'mp4';
 
 export interface RecorderSpec {
   format: RecordingFormat;
-  /** The recording's composite writes its picture here. */
-  channel: string;
-  width: number;
-  height: number;
-  fps: number;
-  videoBitrate: number;
   audioBitrate: number;
   file: string;
 }
 
+/** The video codec a recording format carries. */
+export const recordingCodec = (format: RecordingFormat): VideoCodec => (format === 'webm' ? 'vp8' : 'h264');
+
 /**
- * The recorder: one pipeline that lives as long as the recording, so the file is one continuous
- * stream while the composite in front of it is rebuilt. The picture comes from the recording's
- * channel (repeated if the composite is being swapped, never black), the full mix from the mixer
- * with exact timestamps. WebM (VP8 + Opus) is written in 1 s clusters, MP4 (H.264 + AAC) in 1 s
- * fragments, so a file cut short by a crash still plays up to its last cluster or fragment.
+ * The recorder: a muxer that lives as long as the recording, so the file is one continuous stream
+ * while the composite that feeds it is rebuilt. Both inputs are pushed with their timestamps on
+ * the recording's timeline: the composite's encoded video as RTP (its pictures carry the instant
+ * they were composed, so no sampling step adds jitter), and the full mix from the mixer. WebM
+ * (VP8 + Opus) is written in 1 s clusters, MP4 (H.264 + AAC) in 1 s fragments, so a file cut short
+ * by a crash still plays up to its last cluster or fragment.
+ * The sources are not live: a live muxer stops waiting for a stream that is late to start (the
+ * composite takes a moment to build) and writes a file header without it.
  */
-export function recorderLaunch(spec: RecorderSpec): string {
+export function recorderLaunch(spec: RecorderSpec, presets: Presets): string {
+  const codec = recordingCodec(spec.format);
+  const p = presets.video[codec];
+  const pt = /\bpt=(\d+)/.exec(p.payloader)?.[1] ?? '96';
   const video = [
-    `intervideosrc channel=${spec.channel} timeout=18446744073709551614`,
-    // intervideosrc starts on default caps and renegotiates when the composite arrives, and again
-    // whenever a composite is swapped in; muxers refuse caps changes, so pin every field here.
-    'videoconvert',
-    'videoscale',
-    `video/x-raw,format=I420,width=${spec.width},height=${spec.height},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1,interlace-mode=progressive,colorimetry=bt601`,
-    // Leaky: when the encoder cannot keep up, pictures are dropped and the timeline stays true to
-    // the clock (a blocking queue would stall intervideosrc and slow the whole timeline down).
-    'queue max-size-buffers=5 max-size-bytes=0 max-size-time=0 leaky=downstream',
-    spec.format === 'webm'
-      ? `vp8enc deadline=1 cpu-used=-6 threads=2 end-usage=cbr lag-in-frames=0 target-bitrate=${spec.videoBitrate} keyframe-max-dist=${spec.fps * 2}`
-      : `x264enc speed-preset=ultrafast tune=zerolatency threads=2 bitrate=${Math.round(spec.videoBitrate / 1000)} key-int-max=${spec.fps * 2} ! video/x-h264,profile=constrained-baseline ! h264parse`,
-    'queue',
+    `appsrc name=${EL.videoRtpIn} is-live=false format=time max-bytes=4000000 caps=${q(`${p.caps},payload=${pt}`)}`,
+    // A picture with a lost packet is dropped, not written broken: the depayloader waits for the
+    // next keyframe (which the recording asks the encoder for).
+    p.depayloader,
+    ...(codec === 'h264' ? ['h264parse'] : []),
+    'queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000',
     'mux.',
   ].join(' ! ');
   const audio = [
-    `appsrc name=${EL.mixIn} is-live=true format=time max-bytes=960000 caps=${q(RAW_AUDIO_CAPS)}`,
+    `appsrc name=${EL.mixIn} is-live=false format=time max-bytes=960000 caps=${q(RAW_AUDIO_CAPS)}`,
     'audioconvert',
     'audioresample',
     spec.format === 'webm' ? `opusenc bitrate=${spec.audioBitrate}` : `voaacenc bitrate=${spec.audioBitrate} ! aacparse`,
-    'queue',
+    'queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000',
     'mux.',
   ].join(' ! ');
   const mux =

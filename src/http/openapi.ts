@@ -109,6 +109,10 @@ const schemas = {
       durationS: { type: 'number' },
       sizeBytes: { type: ['integer', 'null'] },
       reason: { type: ['string', 'null'], description: 'Why it failed' },
+      interrupted: {
+        type: 'boolean',
+        description: 'The server stopped without finalising it (crash, kill, power cut); the file plays up to its last second or so',
+      },
       file: { type: 'string', description: 'Where to download it' },
     },
   },

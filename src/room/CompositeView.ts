@@ -14,6 +14,30 @@ export interface ViewPacket {
   keyframe: boolean;
   /** Identifies the pipeline generation that made it, for RTP continuity. */
   source: object;
+  /** When the picture was composed, on the performance.now() clock (ms): the pipeline's start
+   * plus the RTP timestamp, which the payloader counts from 0 in the pipeline's running time. */
+  ptsMs: number;
+}
+
+/** What differs between a viewer's composite and a recording's. */
+export interface ViewOptions {
+  /** Seconds between keyframes the encoder makes unasked (default 10: viewers ask with PLI). */
+  gopSeconds?: number;
+  /** Encoder threads (default 1). */
+  threads?: number;
+  /** The text of the card shown while there is no one to show. */
+  waitingText?: string;
+  /** See CompositeSpec.steadyTiles. */
+  steadyTiles?: boolean;
+}
+
+/** One run of the composite's pipeline: RTP timestamps count from its start. */
+interface Generation {
+  /** performance.now() when the pipeline went to PLAYING: its running time 0. */
+  startMs: number;
+  lastTs: number;
+  /** RTP timestamp wraps seen (every 13.25 hours at 90 kHz). */
+  wraps: number;
 }
 
 export interface ViewDeps {
@@ -33,7 +57,7 @@ export class CompositeView extends EventEmitter {
   #pipeline?: GstPipeline;
   #udp?: LocalUdp;
   #closed = false;
-  #generation: object = {};
+  #generation?: Generation;
   #lastKeyframeRequest = 0;
   #keyframeTimer?: NodeJS.Timeout;
   #restarts = 0;
@@ -48,6 +72,7 @@ export class CompositeView extends EventEmitter {
     readonly codec: VideoCodec,
     readonly bitrate: number,
     private readonly deps: ViewDeps,
+    private readonly options: ViewOptions = {},
   ) {
     super();
     this.setMaxListeners(0); // one listener per viewer sharing this view, however many
@@ -74,22 +99,25 @@ export class CompositeView extends EventEmitter {
       codec: this.codec,
       bitrate: this.bitrate,
       tiles,
-      background: await r.waitingCard(c.width, c.height),
+      background: await r.waitingCard(c.width, c.height, this.options.waitingText),
       inputTimeoutNs: BigInt(this.deps.inputTimeoutMs) * 1_000_000n,
       rtpPort,
+      gopSeconds: this.options.gopSeconds,
+      threads: this.options.threads,
+      steadyTiles: this.options.steadyTiles,
     };
   }
 
   async #start(): Promise<void> {
     if (this.#closed) return;
-    const generation = {};
+    const generation: Generation = { startMs: 0, lastTs: 0, wraps: 0 };
     this.#udp ??= await LocalUdp.open((buf) => this.#onPacket(buf, generation));
     const launch = compositeLaunch(await this.#spec(this.#udp.port), this.deps.presets);
     if (this.#closed) return;
-    this.#generation = generation;
     const p = new GstPipeline(launch);
     this.#pipeline = p;
-    p.play((e) => {
+    this.#generation = generation;
+    generation.startMs = p.play((e) => {
       if (e.type === 'error') {
         this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
         this.#restart();
@@ -114,13 +142,16 @@ export class CompositeView extends EventEmitter {
     setTimeout(() => void this.start().catch((err) => this.#log.error(`restart failed: ${err.message}`)), 200);
   }
 
-  #onPacket(packet: Buffer, generation: object): void {
+  #onPacket(packet: Buffer, generation: Generation): void {
     if (generation !== this.#generation || this.#closed) return;
     const rtp = parseRtp(packet);
     if (!rtp) return;
     const keyframe = isKeyframeStart(this.codec, packet, rtp);
     if (rtp.marker) this.framesOut++;
-    this.emit('packet', { packet, rtp, keyframe, source: generation } satisfies ViewPacket);
+    if (rtp.timestamp < generation.lastTs && generation.lastTs - rtp.timestamp > 0x80000000) generation.wraps++;
+    generation.lastTs = rtp.timestamp;
+    const ptsMs = generation.startMs + (generation.wraps * 0x100000000 + rtp.timestamp) / 90;
+    this.emit('packet', { packet, rtp, keyframe, source: generation, ptsMs } satisfies ViewPacket);
   }
 
   /** Asks the encoder for a keyframe, at most every 250 ms; a request inside that window is deferred. */

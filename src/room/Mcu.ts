@@ -5,9 +5,8 @@ import { createLogger } from '../core/log.js';
 import { loadPresets, PROJECT_ROOT } from '../core/pipelines.js';
 import { ImageRenderer } from '../render/images.js';
 import { PeerSession } from '../rtc/native.js';
-import fs from 'node:fs';
 import path from 'node:path';
-import type { Recording, RecordingOptions } from './Recording.js';
+import { Recording, type RecordingOptions } from './Recording.js';
 import { Room } from './Room.js';
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -29,7 +28,7 @@ export function checkName(name: unknown, fallback: string): string {
 /** The top of the tree: rooms by id. Closing it closes every room, participant and pipeline. */
 export class Mcu {
   readonly rooms = new Map<string, Room>();
-  /** Every recording this process made, running or finished, by id. */
+  /** Every recording, running or finished, by id: this process's and those found on disk. */
   readonly recordings = new Map<string, Recording>();
   readonly layouts: LayoutRegistry;
   readonly #presets = loadPresets();
@@ -45,6 +44,8 @@ export class Mcu {
   constructor(readonly config: McuConfig) {
     this.layouts = LayoutRegistry.fromDirectory(path.join(PROJECT_ROOT, 'layouts'));
     this.#renderer = new ImageRenderer(config.cacheDir);
+    // Recordings from earlier runs stay listed and downloadable.
+    for (const rec of Recording.restoreAll(config.recordingsDir, this.#log)) this.recordings.set(rec.id, rec);
     let last = performance.now();
     this.#lagTimer = setInterval(() => {
       const now = performance.now();
@@ -146,7 +147,7 @@ export class Mcu {
   async deleteRecording(id: string): Promise<void> {
     const rec = this.recording(id);
     if (rec.active || rec.state === 'stopping') throw new InvalidStateError(`recording ${id} is ${rec.state}; stop it first`);
-    await fs.promises.rm(rec.file, { force: true });
+    await rec.remove();
     this.recordings.delete(id);
   }
 

@@ -26,7 +26,8 @@ export class VideoOut {
   readonly #frameTimes: number[] = [];
 
   constructor(
-    private readonly send: (packet: Buffer) => void,
+    /** Gets the rewritten packet, and the view's packet it came from. */
+    private readonly send: (packet: Buffer, from: ViewPacket) => void,
     /** Called with the view this output no longer uses. */
     private readonly released: (view: CompositeView) => void,
   ) {}
@@ -110,7 +111,7 @@ export class VideoOut {
       this.#frameTimes.push(performance.now());
       if (this.#frameTimes.length > 600) this.#frameTimes.splice(0, 300);
     }
-    this.send(out);
+    this.send(out, p);
   }
 
   /** Frames per second sent over the last `windowMs`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compositeLaunch, loadPresets, participantLaunch, q, type CompositeSpec } from '../../src/core/pipelines.js';
+import { compositeLaunch, loadPresets, participantLaunch, q, recorderLaunch, type CompositeSpec } from '../../src/core/pipelines.js';
 
 const presets = loadPresets();
 
@@ -42,6 +42,18 @@ describe('compositeLaunch', () => {
     expect(launch).not.toContain('qos=true');
   });
 
+  it('stamps pictures with the time they were composed: RTP timestamps are running time at 90 kHz', () => {
+    expect(launch).toContain('start-time-selection=first');
+    expect(launch).toContain('rtpvp8pay name=vpay timestamp-offset=0');
+  });
+
+  it('takes the keyframe interval and thread count a recording asks for', () => {
+    const rec = compositeLaunch(spec({ gopSeconds: 2, threads: 2 }), presets);
+    expect(rec).toContain('threads=2');
+    expect(rec).toContain('keyframe-max-dist=60');
+    expect(launch).toContain('keyframe-max-dist=300');
+  });
+
   it('draws name plates with quoted paths', () => {
     expect(launch).toContain('gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240');
   });
@@ -58,6 +70,27 @@ describe('compositeLaunch', () => {
     expect(h).toContain('bitrate=800');
     expect(h).toContain('profile=constrained-baseline');
     expect(h).toContain('rtph264pay name=vpay');
+  });
+});
+
+describe('recorderLaunch', () => {
+  it('muxes the composite’s VP8 RTP and the mix into WebM clusters of 1 s', () => {
+    const l = recorderLaunch({ format: 'webm', audioBitrate: 64000, file: '/r/a b.webm' }, presets);
+    expect(l).toContain('appsrc name=vrtpin is-live=false format=time');
+    expect(l).toContain('encoding-name=VP8,payload=96');
+    expect(l).toContain('rtpvp8depay');
+    expect(l).toContain('opusenc bitrate=64000');
+    expect(l).toContain('webmmux name=mux');
+    expect(l).toContain('max-cluster-duration=1000000000');
+    expect(l).toContain('filesink name=file location="/r/a b.webm"');
+  });
+
+  it('muxes H.264 and AAC into fragmented MP4', () => {
+    const l = recorderLaunch({ format: 'mp4', audioBitrate: 128000, file: '/r/x.mp4' }, presets);
+    expect(l).toContain('encoding-name=H264,payload=102');
+    expect(l).toContain('rtph264depay request-keyframe=false wait-for-keyframe=true ! h264parse');
+    expect(l).toContain('voaacenc bitrate=128000');
+    expect(l).toContain('mp4mux name=mux fragment-duration=1000');
   });
 });
 
