@@ -2,7 +2,9 @@
 // Lip sync of a long recording: a publisher flashes its picture and clicks a 1 kHz tone at the
 // same instants, once a second; a second participant joins 30 s in; the recording is analysed
 // with GStreamer (videoanalyse, level) and the audio-minus-video offset of every flash is printed.
-//   LIPSYNC_MINUTES (default 10)
+// From 30 s on, the recording's layout also changes every LIPSYNC_SWITCH_S seconds (grid, then
+// picture-in-picture pinned on the flasher, and back): every change is a new composite.
+//   LIPSYNC_MINUTES (default 10), LIPSYNC_SWITCH_S (default 20; 0: never)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,7 +17,9 @@ const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
 const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
 const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
 const { analysisArgs, parseFlashesAndClicks, offsetsMs } = await import(path.join(ROOT, 'test/helpers/flashes.mjs'));
+const { startFlasher } = await import(path.join(ROOT, 'test/helpers/flasher.mjs'));
 const MINUTES = Number(process.env.LIPSYNC_MINUTES ?? 10);
+const SWITCH_S = Number(process.env.LIPSYNC_SWITCH_S ?? 20);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-lipsync-'));
 
@@ -32,6 +36,7 @@ const url = await new Promise((resolve) => {
   });
 });
 
+const ids = {};
 async function publish(name, launch) {
   const pc = loopbackPeer();
   const tracks = { audio: new MediaStreamTrack({ kind: 'audio' }), video: new MediaStreamTrack({ kind: 'video' }) };
@@ -41,24 +46,30 @@ async function publish(name, launch) {
   if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
   const res = await fetch(`${url}/v1/rooms/lipsync/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  ids[name] = res.headers.get('location').split('/').pop();
   const v = await LocalUdp.open((b) => tracks.video.writeRtp(RtpPacket.deSerialize(b)));
   const a = await LocalUdp.open((b) => tracks.audio.writeRtp(RtpPacket.deSerialize(b)));
-  const p = new GstPipeline(launch(v.port, a.port));
+  const made = launch(v.port, a.port);
+  if (typeof made !== 'string') return made;
+  const p = new GstPipeline(made);
   p.play();
   return p;
 }
 
-const flasher = await publish(
-  'Flasher',
-  (v, a) =>
-    `videotestsrc is-live=true pattern=white ! video/x-raw,width=320,height=180,framerate=30/1 ! videobalance name=flash brightness=-1 ! vp8enc deadline=1 keyframe-max-dist=30 lag-in-frames=0 ! rtpvp8pay pt=96 ! udpsink host=127.0.0.1 port=${v} sync=false async=false ` +
-    `audiotestsrc is-live=true wave=sine freq=1000 ! audio/x-raw,rate=48000,channels=1 ! volume name=click volume=0 ! opusenc frame-size=10 ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=${a} sync=false async=false`,
-);
+// Flashes of 300 ms, one a second, with a click over exactly the same span.
+const flasher = await publish('Flasher', (v, a) => startFlasher(GstPipeline, v, a));
 await sleep(2500);
 const rec = await (await fetch(`${url}/v1/rooms/lipsync/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).json();
 const started = performance.now();
 let late;
+let switches = 0;
+let nextSwitch = 30_000 + SWITCH_S * 1000;
 for (let k = 0; performance.now() - started < MINUTES * 60_000; k++) {
+  if (SWITCH_S > 0 && late && performance.now() - started > nextSwitch) {
+    nextSwitch += SWITCH_S * 1000;
+    const body = ++switches % 2 ? { layout: 'pip', pin: ids.Flasher } : { layout: 'grid', pin: null };
+    await fetch(`${url}/v1/rooms/lipsync/recordings/${rec.id}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  }
   if (!late && performance.now() - started > 30_000) {
     late = await publish(
       'Late',
@@ -67,21 +78,16 @@ for (let k = 0; performance.now() - started < MINUTES * 60_000; k++) {
         `audiotestsrc is-live=true freq=300 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=${a} sync=false async=false`,
     );
   }
-  flasher.set('flash', 'brightness', 0);
-  flasher.set('click', 'volume', 0.8);
-  await sleep(300);
-  flasher.set('flash', 'brightness', -1);
-  flasher.set('click', 'volume', 0);
-  await sleep(700);
+  await sleep(1000);
 }
 await fetch(`${url}/v1/rooms/lipsync/recordings/${rec.id}/stop`, { method: 'POST' });
-const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(rec.id)));
+const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(rec.id) && f.endsWith('.webm')));
 await flasher.close();
 await late?.close();
 proc.kill('SIGTERM');
 
-// The flasher's tile, alone (centred, full) and then left of the late joiner, both cover this crop
-// of a 1280x720 grid.
+// The flasher's tile, alone (centred, full), left of the late joiner, or full in picture-in-picture,
+// covers this crop of the 1280x720 canvas.
 const text = execFileSync('gst-launch-1.0', analysisArgs(file, 'videocrop left=200 right=780 top=240 bottom=240'), { maxBuffer: 2 * 1024 * 1024 * 1024 }).toString();
 const { flashes, clicks } = parseFlashesAndClicks(text);
 const offsets = offsetsMs(flashes, clicks);
@@ -94,9 +100,10 @@ const summary = {
   maxAbsMs: abs[abs.length - 1],
   p95AbsMs: abs[Math.floor(abs.length * 0.95)],
   within40: offsets.filter((o) => Math.abs(o) <= 40).length,
+  layoutSwitches: switches,
   afterLateJoin: offsets.filter((_, i) => flashes[i] > 30).slice(0, 5),
 };
 fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 fs.writeFileSync(path.join(ROOT, 'bench/results/lipsync.json'), JSON.stringify({ ...summary, offsets }, null, 2));
-console.log(`lip sync over ${MINUTES} min (audio minus video): mean ${summary.meanMs} ms, p95 |offset| ${summary.p95AbsMs} ms, max |offset| ${summary.maxAbsMs} ms; ${summary.within40}/${offsets.length} flashes within 40 ms (${clicks.length} clicks found)`);
+console.log(`lip sync over ${MINUTES} min (audio minus video): mean ${summary.meanMs} ms, p95 |offset| ${summary.p95AbsMs} ms, max |offset| ${summary.maxAbsMs} ms; ${summary.within40}/${offsets.length} flashes within 40 ms (${clicks.length} clicks found; ${switches} layout switches)`);
 process.exit(0);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,8 @@ import { LocalUdp } from '../../src/media/localUdp.js';
 import { decodeAudio, discover, flashesAndClicks, framesEverySecond, pixel } from '../helpers/fileMedia.js';
 // @ts-expect-error plain JS shared with bench/lipsync.mjs
 import { offsetsMs } from '../helpers/flashes.mjs';
+// @ts-expect-error plain JS shared with bench/lipsync.mjs
+import { startFlasher } from '../helpers/flasher.mjs';
 import { colourSender, near, sleep, toneDb, toneSender } from '../helpers/media.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
@@ -181,12 +184,27 @@ describe('failures and crashes', () => {
     await sleep(7000);
     s.proc.kill('SIGKILL');
     await s.stop();
-    const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(r.body.id))!);
+    const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(r.body.id) && !f.endsWith('.json'))!);
     const frames = framesEverySecond(file, path.join(tmp, 'frames-killed'));
     expect(frames.length, 'seconds of video decodable after the crash').toBeGreaterThanOrEqual(4);
     expect(near(await pixel(frames[frames.length - 1], 320, 180), [40, 50, 220], 45)).toBe(true);
     const pcm = decodeAudio(file, path.join(tmp, 'killed.raw'));
     expect(pcm.length / 48000).toBeGreaterThan(4);
+
+    // A restarted server lists it, marked as interrupted, and serves the file.
+    const again = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
+    try {
+      const listed = (await api(again.url, 'GET', '/v1/recordings')).body.recordings;
+      expect(listed.map((x: { id: string }) => x.id)).toEqual([r.body.id]);
+      expect(listed[0]).toMatchObject({ state: 'done', interrupted: true, room: 'crash', format: 'webm', sizeBytes: fs.statSync(file).size });
+      expect(listed[0].durationS).toBeGreaterThan(5);
+      const res = await fetch(`${again.url}/v1/recordings/${r.body.id}/file`);
+      expect(Buffer.from(await res.arrayBuffer()).equals(fs.readFileSync(file))).toBe(true);
+      expect((await api(again.url, 'DELETE', `/v1/recordings/${r.body.id}`)).status).toBe(204);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      await again.stop();
+    }
   });
 
   it('SIGTERM finalises every recording', async () => {
@@ -196,43 +214,72 @@ describe('failures and crashes', () => {
     const r = await api(s.url, 'POST', '/v1/rooms/term/recordings', { width: 640, height: 360 });
     await sleep(4000);
     expect(await s.stop('SIGTERM')).toBe(0);
-    const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(r.body.id))!);
+    const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(r.body.id) && !f.endsWith('.json'))!);
     const d = discover(file);
     expect(d.durationS).toBeGreaterThan(3);
     expect(d.durationS).toBeLessThan(6);
+
+    const again = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
+    try {
+      const listed = (await api(again.url, 'GET', `/v1/recordings/${r.body.id}`)).body;
+      expect(listed).toMatchObject({ state: 'done', interrupted: false, width: 640, height: 360 });
+      expect(listed.durationS).toBeGreaterThan(3);
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it('goes to "failed" with the reason when the disk fills up, and the call goes on', async () => {
+    // A 96 KiB filesystem of our own: it fills within seconds. The tests run in a private mount
+    // namespace (scripts/test.sh), so the mount is seen by this test's processes only.
+    expect(process.env.MCU_TEST_OWN_MOUNTS, 'run the tests with npm test: it gives them a private mount namespace').toBe('1');
+    const dir = path.join(tmp, 'full');
+    fs.mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', dir]);
+    cleanup.push(() => execFileSync('umount', ['-l', dir]));
+    const s = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
+    try {
+      await publisher(s.url, 'full', 'Busy', [200, 120, 30], 600);
+      const viewer = await joinWerift(s.url, 'full', 'Viewer', { audio: 'sendrecv', video: 'sendrecv' });
+      cleanup.push(() => viewer.close());
+      const r = await api(s.url, 'POST', '/v1/rooms/full/recordings', { width: 1280, height: 720 });
+      expect(r.body.state).toBe('recording');
+      let rec = r.body;
+      for (let i = 0; i < 60 && rec.state === 'recording'; i++) {
+        await sleep(500);
+        rec = (await api(s.url, 'GET', `/v1/recordings/${r.body.id}`)).body;
+      }
+      expect(rec.state).toBe('failed');
+      expect(rec.reason).toMatch(/space|write/i);
+      // The call goes on: the viewer keeps receiving the others' picture and sound.
+      const before = { ...viewer.received };
+      await sleep(2000);
+      expect(viewer.received.video - before.video).toBeGreaterThan(20);
+      expect(viewer.received.audio - before.audio).toBeGreaterThan(20);
+      expect((await api(s.url, 'GET', '/v1/rooms/full')).body.participants).toHaveLength(2);
+    } finally {
+      expect(await s.stop()).toBe(0);
+    }
   });
 });
 
 describe('lip sync', () => {
-  // The target is 40 ms, measured over 10 minutes by bench/lipsync.mjs. The picture reaches the
-  // recorder through two free-running 30 fps samplers whose phases differ from run to run, so on
-  // this shared machine single short runs land anywhere between about -80 and +66 ms. This test
-  // guards against gross desync (a late join shifting one stream by hundreds of ms) and prints the
-  // offsets.
-  it('keeps audio and video together (within 100 ms; target 40), also after someone joins late', async () => {
+  // The flasher's picture turns white and its 1 kHz tone sounds over exactly the same 300 ms of
+  // every second, by timestamp. Each recorded picture carries the instant it was composed, so what
+  // is left is how a composite's 30 fps ticks fall against the publisher's frames (up to a frame)
+  // and the mixer's 20 ms frames: bench/lipsync.mjs measures 10 minutes of it.
+  it('keeps audio and video within 40 ms, also after someone joins late and the composition changes', async () => {
     const room = 'sync';
     const p = await joinWerift(server.url, room, 'Flasher', { audio: 'sendonly', video: 'sendonly' });
     const v = await LocalUdp.open((b) => p.send.video!.writeRtp(RtpPacket.deSerialize(b)));
     const a = await LocalUdp.open((b) => p.send.audio!.writeRtp(RtpPacket.deSerialize(b)));
-    // A flash and a click at the same instants: the picture turns white while a 1 kHz tone sounds.
-    const src = new GstPipeline(
-      `videotestsrc is-live=true pattern=white ! video/x-raw,width=320,height=180,framerate=30/1 ! videobalance name=flash brightness=-1 ! vp8enc deadline=1 keyframe-max-dist=30 lag-in-frames=0 ! rtpvp8pay pt=96 ! udpsink host=127.0.0.1 port=${v.port} sync=false async=false ` +
-        `audiotestsrc is-live=true wave=sine freq=1000 ! audio/x-raw,rate=48000,channels=1 ! volume name=click volume=0 ! opusenc frame-size=10 ! rtpopuspay pt=111 ! udpsink host=127.0.0.1 port=${a.port} sync=false async=false`,
-    );
-    src.play();
+    const src = startFlasher(GstPipeline, v.port, a.port);
     cleanup.push(() => p.close(), () => src.close(), () => v.close(), () => a.close());
     await sleep(2500);
     const r = await api(server.url, 'POST', `/v1/rooms/${room}/recordings`, { width: 640, height: 360 });
-    await sleep(1000);
-    for (let k = 0; k < 14; k++) {
-      if (k === 6) await publisher(server.url, room, 'Late', [30, 200, 40], 300); // joins late: a new composition
-      src.set('flash', 'brightness', 0);
-      src.set('click', 'volume', 0.8);
-      await sleep(300);
-      src.set('flash', 'brightness', -1);
-      src.set('click', 'volume', 0);
-      await sleep(900);
-    }
+    await sleep(6000);
+    await publisher(server.url, room, 'Late', [30, 200, 40], 300); // joins late: a new composition
+    await sleep(9000);
     await api(server.url, 'POST', `/v1/rooms/${room}/recordings/${r.body.id}/stop`);
     const file = await download(server.url, r.body.id, 'webm');
     // Look only inside the flasher's tile, in both compositions (alone, then left of the late joiner).
@@ -242,6 +289,6 @@ describe('lip sync', () => {
     expect(clicks.length).toBeGreaterThanOrEqual(12);
     const offsets: number[] = offsetsMs(flashes, clicks);
     console.log(`lip sync, audio minus video (ms): ${offsets.join(', ')}`);
-    for (const o of offsets) expect(Math.abs(o), `offsets ${offsets}`).toBeLessThanOrEqual(100);
+    for (const o of offsets) expect(Math.abs(o), `offsets ${offsets}`).toBeLessThanOrEqual(40);
   });
 });
