@@ -245,6 +245,7 @@ export class Recording {
       (view) => void view.close(),
     );
     this.#flushTimer = setInterval(() => this.#flushVideo(), 20);
+    this.#flushTimer.unref();
     // The full mix, no one left out, stamped with the instant each frame stands for.
     this.deps.mixer.addOutput(`recording:${this.id}`, (pcm, _pts, at) => {
       recorder.push(EL.mixIn, pcm, this.#timeline(at + AUDIO_ALIGN_MS));
