@@ -152,8 +152,9 @@ export interface CompositeSpec {
    * its frame period, not whenever the compositor frees its pad; and the compositor waits a frame
    * longer for its inputs, so a tile scaled a little late is still in time for its own frame
    * instead of showing up one frame later. (Measured: without these, a picture's delay varied by
-   * up to two frames from one composite to the next.) Costs a thread per tile and a frame of
-   * latency, which a recording does not mind.
+   * up to two frames from one composite to the next.) The encoder's queue also holds up to a
+   * second instead of two pictures, so a busy machine delays pictures rather than dropping them.
+   * Costs a thread per tile and some latency, which a recording does not mind.
    */
   steadyTiles?: boolean;
 }
@@ -181,7 +182,10 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
     ...tiles
       .filter((t) => t.plate)
       .map((t) => `gdkpixbufoverlay location=${q(t.plate!.path)} offset-x=${t.plate!.x} offset-y=${t.plate!.y}`),
-    'queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream',
+    // A viewer wants the newest picture: drop what the encoder cannot keep up with. A recording
+    // (steadyTiles) wants every picture, late or not, each with its own timestamp: it queues up
+    // to a second before dropping.
+    `queue max-size-buffers=${spec.steadyTiles ? spec.fps : 2} max-size-bytes=0 max-size-time=0 leaky=downstream`,
     fill(p.encoder, {
       bitrate: spec.bitrate,
       kbps: Math.round(spec.bitrate / 1000),

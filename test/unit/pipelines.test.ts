@@ -54,6 +54,15 @@ describe('compositeLaunch', () => {
     expect(launch).toContain('keyframe-max-dist=300');
   });
 
+  it('gives a recording steady tiles: a queue behind each source, a frame of compositor latency, no early drops', () => {
+    const rec = compositeLaunch(spec({ steadyTiles: true }), presets);
+    expect(rec).toContain('intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale');
+    expect(rec).toContain('compositor name=comp background=black start-time-selection=first latency=33333333');
+    expect(rec).toContain('queue max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
+    expect(launch).not.toContain('latency=');
+    expect(launch).toContain('queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
+  });
+
   it('draws name plates with quoted paths', () => {
     expect(launch).toContain('gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240');
   });
