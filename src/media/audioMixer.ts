@@ -51,11 +51,6 @@ export class SampleFifo {
     this.#buf = new Int16Array(capacity);
   }
 
-  /** Samples waiting to be played. */
-  get size(): number {
-    return Math.max(0, this.#written - Math.max(this.#read, this.#base));
-  }
-
   /** RMS level in dBFS of everything read since the last call (-100 when silent). */
   takeLevelDb(): number {
     const rms = this.#samples > 0 ? Math.sqrt(this.#energy / this.#samples) / 32768 : 0;

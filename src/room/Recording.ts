@@ -7,7 +7,6 @@ import type { Logger } from '../core/log.js';
 import { EL, recorderLaunch, recordingCodec, type Presets, type RecordingFormat } from '../core/pipelines.js';
 import { GstPipeline } from '../gst/native.js';
 import type { AudioMixer } from '../media/audioMixer.js';
-import { parseRtp } from '../media/rtp.js';
 import type { ImageRenderer } from '../render/images.js';
 import { CompositeView, type ViewPacket } from './CompositeView.js';
 import { VideoOut } from './VideoOut.js';
@@ -92,7 +91,6 @@ export interface RecordingDeps {
   channelOf: (participantId: string) => string;
   log: Logger;
   videoBitrate: number;
-  audioBitrate: number;
 }
 
 /**
@@ -236,10 +234,9 @@ export class Recording {
       recorderLaunch({ format: o.format, audioBitrate: o.format === 'webm' ? 64_000 : 128_000, file: this.file }, this.deps.presets),
     );
     this.#recorder = recorder;
-    recorder.play((e) => {
+    this.#t0 = recorder.play((e) => {
       if (e.type === 'error') this.fail(`${e.element}: ${e.message}`);
     });
-    this.#t0 = performance.now();
     this.#video = new VideoOut(
       (packet, from) => this.#pushVideo(packet, from),
       (view) => void view.close(),
@@ -279,14 +276,16 @@ export class Recording {
    * picture after its own time (which would put the video late at every layout change).
    */
   #pushVideo(packet: Buffer, from: ViewPacket): void {
-    const rtp = parseRtp(packet);
-    if (!rtp || !this.#recorder) return;
-    if (this.#lastSeq !== undefined && rtp.sequenceNumber !== ((this.#lastSeq + 1) & 0xffff)) {
+    if (!this.#recorder) return;
+    // The view parsed the packet already; VideoOut only rewrote its sequence number (continuous
+    // across composites) and timestamp.
+    const seq = packet.readUInt16BE(2);
+    if (this.#lastSeq !== undefined && seq !== ((this.#lastSeq + 1) & 0xffff)) {
       // Lost on the way (a long stall of the event loop): the depayloader drops pictures until a
       // keyframe, so ask for one.
       this.#video?.requestKeyframe();
     }
-    this.#lastSeq = rtp.sequenceNumber;
+    this.#lastSeq = seq;
     this.#videoPackets++;
     let f = this.#held.at(-1);
     // A picture ends at its marker bit. (x264 can end two access units on one timestamp: they
@@ -299,7 +298,7 @@ export class Recording {
       this.#held.push(f);
     }
     f.packets.push(packet);
-    f.complete = rtp.marker;
+    f.complete = from.rtp.marker;
   }
 
   /** Writes the pictures that have waited long enough (all of them when `all`). */

@@ -146,7 +146,6 @@ export class Room {
       channelOf: videoChannel,
       log: this.#log,
       videoBitrate: Math.round((this.deps.config.videoBitrate * (options.width * options.height)) / (640 * 360) / 2),
-      audioBitrate: this.deps.config.audioBitrate,
     });
     this.recordings.set(rec.id, rec);
     rec.start();
