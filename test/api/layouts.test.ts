@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
 import { LocalUdp } from '../../src/media/localUdp.js';
 import { colourSender, sleep } from '../helpers/media.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 let server: ServerProcess;
@@ -15,15 +15,7 @@ afterAll(async () => {
   expect(await server.stop()).toBe(0);
 });
 
-const api = async (method: string, path: string, body?: unknown) => {
-  const res = await fetch(server.url + path, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-};
+const api = (method: string, path: string, body?: unknown) => apiCall(server.url, method, path, body);
 
 async function publisher(room: string, name: string, rgb: [number, number, number]): Promise<WeriftPeer> {
   const p = await joinWerift(server.url, room, name, { video: 'sendonly' });

@@ -12,7 +12,7 @@ import { offsetsMs } from '../helpers/flashes.mjs';
 // @ts-expect-error plain JS shared with bench/lipsync.mjs
 import { startFlasher } from '../helpers/flasher.mjs';
 import { colourSender, near, sleep, toneDb, toneSender } from '../helpers/media.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-rec-test-'));
@@ -26,12 +26,6 @@ afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
   await server?.stop();
 });
-
-const api = async (base: string, method: string, p: string, body?: unknown) => {
-  const res = await fetch(base + p, { method, headers: body === undefined ? {} : { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
-};
 
 /** A werift publisher whose camera is one colour and whose microphone is one tone. */
 async function publisher(base: string, room: string, name: string, rgb: [number, number, number], freq: number): Promise<WeriftPeer> {
@@ -59,18 +53,18 @@ describe('recording a room', () => {
   it('records 10 s of WebM with the composited video and the full mix, then downloads it', async () => {
     await publisher(server.url, 'rec', 'Green', [30, 200, 40], 550);
     await sleep(2000);
-    const started = await api(server.url, 'POST', '/v1/rooms/rec/recordings', {});
+    const started = await apiCall(server.url, 'POST', '/v1/rooms/rec/recordings', {});
     expect(started.status).toBe(201);
     expect(started.body).toMatchObject({ state: 'recording', format: 'webm', width: 1280, height: 720, fps: 30, layout: 'grid', codecs: { video: 'VP8', audio: 'Opus' } });
     recId = started.body.id;
-    expect((await api(server.url, 'GET', '/v1/rooms/rec')).body.recordings).toEqual([recId]);
+    expect((await apiCall(server.url, 'GET', '/v1/rooms/rec')).body.recordings).toEqual([recId]);
     await sleep(10_000);
-    const stopped = await api(server.url, 'POST', `/v1/rooms/rec/recordings/${recId}/stop`);
+    const stopped = await apiCall(server.url, 'POST', `/v1/rooms/rec/recordings/${recId}/stop`);
     expect(stopped.status).toBe(200);
     expect(stopped.body.state).toBe('done');
     expect(stopped.body.durationS).toBeGreaterThan(9.5);
     expect(stopped.body.sizeBytes).toBeGreaterThan(10_000); // one flat colour compresses very well
-    const list = (await api(server.url, 'GET', '/v1/recordings')).body.recordings;
+    const list = (await apiCall(server.url, 'GET', '/v1/recordings')).body.recordings;
     expect(list.map((r: { id: string }) => r.id)).toContain(recId);
 
     file = await download(server.url, recId, 'webm');
@@ -104,10 +98,10 @@ describe('recording a room', () => {
   });
 
   it('records MP4 with H.264 and AAC', async () => {
-    const started = await api(server.url, 'POST', '/v1/rooms/rec/recordings', { format: 'mp4', width: 640, height: 360 });
+    const started = await apiCall(server.url, 'POST', '/v1/rooms/rec/recordings', { format: 'mp4', width: 640, height: 360 });
     expect(started.body).toMatchObject({ state: 'recording', format: 'mp4', codecs: { video: 'H.264', audio: 'AAC' } });
     await sleep(4000);
-    await api(server.url, 'POST', `/v1/rooms/rec/recordings/${started.body.id}/stop`);
+    await apiCall(server.url, 'POST', `/v1/rooms/rec/recordings/${started.body.id}/stop`);
     const mp4 = await download(server.url, started.body.id, 'mp4');
     const d = discover(mp4);
     expect(d.durationS).toBeGreaterThan(3);
@@ -118,37 +112,37 @@ describe('recording a room', () => {
   });
 
   it('deletes only finished recordings; a running recording’s layout changes like a viewer’s', async () => {
-    const running = await api(server.url, 'POST', '/v1/rooms/rec/recordings', { width: 320, height: 180 });
-    const changed = await api(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { layout: 'speaker' });
+    const running = await apiCall(server.url, 'POST', '/v1/rooms/rec/recordings', { width: 320, height: 180 });
+    const changed = await apiCall(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { layout: 'speaker' });
     expect(changed.status).toBe(200);
     expect(changed.body.layout).toBe('speaker');
-    expect((await api(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { layout: 'nope' })).status).toBe(404);
-    expect((await api(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { colour: 'red' })).status).toBe(400);
-    expect((await api(server.url, 'DELETE', `/v1/recordings/${running.body.id}`)).status).toBe(409);
-    await api(server.url, 'POST', `/v1/rooms/rec/recordings/${running.body.id}/stop`);
-    expect((await api(server.url, 'DELETE', `/v1/recordings/${running.body.id}`)).status).toBe(204);
-    expect((await api(server.url, 'GET', `/v1/recordings/${running.body.id}`)).status).toBe(404);
+    expect((await apiCall(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { layout: 'nope' })).status).toBe(404);
+    expect((await apiCall(server.url, 'PUT', `/v1/rooms/rec/recordings/${running.body.id}/layout`, { colour: 'red' })).status).toBe(400);
+    expect((await apiCall(server.url, 'DELETE', `/v1/recordings/${running.body.id}`)).status).toBe(409);
+    await apiCall(server.url, 'POST', `/v1/rooms/rec/recordings/${running.body.id}/stop`);
+    expect((await apiCall(server.url, 'DELETE', `/v1/recordings/${running.body.id}`)).status).toBe(204);
+    expect((await apiCall(server.url, 'GET', `/v1/recordings/${running.body.id}`)).status).toBe(404);
     expect(fs.readdirSync(path.join(tmp, 'recordings')).some((f) => f.includes(running.body.id))).toBe(false);
   });
 
   it('refuses bad bodies and unknown ids', async () => {
-    expect((await api(server.url, 'POST', '/v1/rooms/rec/recordings', { format: 'avi' })).status).toBe(400);
-    expect((await api(server.url, 'POST', '/v1/rooms/rec/recordings', { width: 641 })).status).toBe(400);
-    expect((await api(server.url, 'POST', '/v1/rooms/nope/recordings', {})).status).toBe(404);
-    expect((await api(server.url, 'POST', '/v1/rooms/rec/recordings', { layout: 'nope' })).status).toBe(404);
-    expect((await api(server.url, 'GET', '/v1/recordings/nope')).status).toBe(404);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/rec/recordings', { format: 'avi' })).status).toBe(400);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/rec/recordings', { width: 641 })).status).toBe(400);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/nope/recordings', {})).status).toBe(404);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/rec/recordings', { layout: 'nope' })).status).toBe(404);
+    expect((await apiCall(server.url, 'GET', '/v1/recordings/nope')).status).toBe(404);
   });
 });
 
 describe('a room that records from its creation', () => {
   it('records the waiting card before anyone comes (never black), and keeps recording while empty', async () => {
-    const created = await api(server.url, 'POST', '/v1/rooms', { id: 'auto', autoRecord: { width: 640, height: 360 } });
+    const created = await apiCall(server.url, 'POST', '/v1/rooms', { id: 'auto', autoRecord: { width: 640, height: 360 } });
     expect(created.status).toBe(201);
     expect(created.body.recordings).toHaveLength(1);
-    expect((await api(server.url, 'POST', '/v1/rooms', { id: 'auto' })).status).toBe(409);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms', { id: 'auto' })).status).toBe(409);
     const id = created.body.recordings[0];
     await sleep(3000);
-    const stopped = await api(server.url, 'POST', `/v1/rooms/auto/recordings/${id}/stop`);
+    const stopped = await apiCall(server.url, 'POST', `/v1/rooms/auto/recordings/${id}/stop`);
     expect(stopped.body.state).toBe('done');
     const file = await download(server.url, id, 'webm');
     const frames = framesEverySecond(file, path.join(tmp, 'frames-auto'));
@@ -163,13 +157,13 @@ describe('failures and crashes', () => {
     try {
       const p = await joinWerift(s.url, 'fail', 'P', { audio: 'sendrecv' });
       cleanup.push(() => p.close());
-      const r = await api(s.url, 'POST', '/v1/rooms/fail/recordings', {});
+      const r = await apiCall(s.url, 'POST', '/v1/rooms/fail/recordings', {});
       expect(r.status).toBe(201);
       expect(r.body.state).toBe('failed');
       expect(r.body.reason).toMatch(/cannot write/);
       await sleep(1000);
       expect(p.received.audio).toBeGreaterThan(20);
-      expect((await api(s.url, 'GET', '/v1/rooms/fail')).body.participants).toHaveLength(1);
+      expect((await apiCall(s.url, 'GET', '/v1/rooms/fail')).body.participants).toHaveLength(1);
     } finally {
       expect(await s.stop()).toBe(0);
     }
@@ -180,7 +174,7 @@ describe('failures and crashes', () => {
     const s = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
     await publisher(s.url, 'crash', 'Blue', [40, 50, 220], 700);
     await sleep(1500);
-    const r = await api(s.url, 'POST', '/v1/rooms/crash/recordings', { width: 640, height: 360 });
+    const r = await apiCall(s.url, 'POST', '/v1/rooms/crash/recordings', { width: 640, height: 360 });
     await sleep(7000);
     s.proc.kill('SIGKILL');
     await s.stop();
@@ -194,13 +188,13 @@ describe('failures and crashes', () => {
     // A restarted server lists it, marked as interrupted, and serves the file.
     const again = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
     try {
-      const listed = (await api(again.url, 'GET', '/v1/recordings')).body.recordings;
+      const listed = (await apiCall(again.url, 'GET', '/v1/recordings')).body.recordings;
       expect(listed.map((x: { id: string }) => x.id)).toEqual([r.body.id]);
       expect(listed[0]).toMatchObject({ state: 'done', interrupted: true, room: 'crash', format: 'webm', sizeBytes: fs.statSync(file).size });
       expect(listed[0].durationS).toBeGreaterThan(5);
       const res = await fetch(`${again.url}/v1/recordings/${r.body.id}/file`);
       expect(Buffer.from(await res.arrayBuffer()).equals(fs.readFileSync(file))).toBe(true);
-      expect((await api(again.url, 'DELETE', `/v1/recordings/${r.body.id}`)).status).toBe(204);
+      expect((await apiCall(again.url, 'DELETE', `/v1/recordings/${r.body.id}`)).status).toBe(204);
       expect(fs.readdirSync(dir)).toEqual([]);
     } finally {
       await again.stop();
@@ -211,7 +205,7 @@ describe('failures and crashes', () => {
     const dir = path.join(tmp, 'term');
     const s = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
     await publisher(s.url, 'term', 'Red', [220, 30, 30], 440);
-    const r = await api(s.url, 'POST', '/v1/rooms/term/recordings', { width: 640, height: 360 });
+    const r = await apiCall(s.url, 'POST', '/v1/rooms/term/recordings', { width: 640, height: 360 });
     await sleep(4000);
     expect(await s.stop('SIGTERM')).toBe(0);
     const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(r.body.id) && !f.endsWith('.json'))!);
@@ -221,7 +215,7 @@ describe('failures and crashes', () => {
 
     const again = await startServerProcess({ MCU_RECORDINGS_DIR: dir });
     try {
-      const listed = (await api(again.url, 'GET', `/v1/recordings/${r.body.id}`)).body;
+      const listed = (await apiCall(again.url, 'GET', `/v1/recordings/${r.body.id}`)).body;
       expect(listed).toMatchObject({ state: 'done', interrupted: false, width: 640, height: 360 });
       expect(listed.durationS).toBeGreaterThan(3);
     } finally {
@@ -242,12 +236,12 @@ describe('failures and crashes', () => {
       await publisher(s.url, 'full', 'Busy', [200, 120, 30], 600);
       const viewer = await joinWerift(s.url, 'full', 'Viewer', { audio: 'sendrecv', video: 'sendrecv' });
       cleanup.push(() => viewer.close());
-      const r = await api(s.url, 'POST', '/v1/rooms/full/recordings', { width: 1280, height: 720 });
+      const r = await apiCall(s.url, 'POST', '/v1/rooms/full/recordings', { width: 1280, height: 720 });
       expect(r.body.state).toBe('recording');
       let rec = r.body;
       for (let i = 0; i < 60 && rec.state === 'recording'; i++) {
         await sleep(500);
-        rec = (await api(s.url, 'GET', `/v1/recordings/${r.body.id}`)).body;
+        rec = (await apiCall(s.url, 'GET', `/v1/recordings/${r.body.id}`)).body;
       }
       expect(rec.state).toBe('failed');
       expect(rec.reason).toMatch(/space|write/i);
@@ -256,7 +250,7 @@ describe('failures and crashes', () => {
       await sleep(2000);
       expect(viewer.received.video - before.video).toBeGreaterThan(20);
       expect(viewer.received.audio - before.audio).toBeGreaterThan(20);
-      expect((await api(s.url, 'GET', '/v1/rooms/full')).body.participants).toHaveLength(2);
+      expect((await apiCall(s.url, 'GET', '/v1/rooms/full')).body.participants).toHaveLength(2);
     } finally {
       expect(await s.stop()).toBe(0);
     }
@@ -276,11 +270,11 @@ describe('lip sync', () => {
     const src = startFlasher(GstPipeline, v.port, a.port);
     cleanup.push(() => p.close(), () => src.close(), () => v.close(), () => a.close());
     await sleep(2500);
-    const r = await api(server.url, 'POST', `/v1/rooms/${room}/recordings`, { width: 640, height: 360 });
+    const r = await apiCall(server.url, 'POST', `/v1/rooms/${room}/recordings`, { width: 640, height: 360 });
     await sleep(6000);
     await publisher(server.url, room, 'Late', [30, 200, 40], 300); // joins late: a new composition
     await sleep(9000);
-    await api(server.url, 'POST', `/v1/rooms/${room}/recordings/${r.body.id}/stop`);
+    await apiCall(server.url, 'POST', `/v1/rooms/${room}/recordings/${r.body.id}/stop`);
     const file = await download(server.url, r.body.id, 'webm');
     // Look only inside the flasher's tile, in both compositions (alone, then left of the late joiner).
     const { flashes, clicks } = flashesAndClicks(file, 'videocrop left=100 right=390 top=120 bottom=120');

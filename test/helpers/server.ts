@@ -71,3 +71,17 @@ export async function startServerProcess(env: Record<string, string> = {}, opts:
       }),
   };
 }
+
+/**
+ * One JSON API call: a string body goes as it is (to send malformed JSON), anything else as JSON.
+ * Returns the status, the parsed body (undefined when empty) and the headers.
+ */
+export async function apiCall(base: string, method: string, p: string, body?: unknown) {
+  const res = await fetch(base + p, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+}
