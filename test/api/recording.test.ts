@@ -284,12 +284,15 @@ describe('lip sync', () => {
     const offsets: number[] = offsetsMs(flashes, clicks);
     console.log(`lip sync, audio minus video (ms): ${offsets.join(', ')}`);
     // Unloaded, every offset here was within 22 ms (the 10-minute figure comes from
-    // bench/lipsync.mjs). On a shared 2-core machine a starved pipeline thread can still show a
-    // flash a frame or two late (with another process keeping a core busy, 1-2 flashes in 15 came
-    // 27-62 ms off), so: the alignment itself within 20 ms, nearly every flash within 40 ms, and
-    // none off by more than three frames.
+    // bench/lipsync.mjs). Each composite falls differently against the publisher's frames, so
+    // its flashes share one offset anywhere in about -29..+22 ms (10 minutes, 28 composites), and
+    // this short recording has only two or three composites: its median is one composite's
+    // offset. On a shared 2-core machine a starved pipeline thread can also show a flash a frame
+    // or two late (with another process keeping a core busy, 1-2 flashes in 15 came 27-62 ms
+    // off). So: the median within 30 ms, nearly every flash within 40 ms, and none off by more
+    // than three frames.
     const abs = offsets.map(Math.abs).sort((x, y) => x - y);
-    expect(abs[Math.floor(abs.length / 2)], `offsets ${offsets}`).toBeLessThanOrEqual(20);
+    expect(abs[Math.floor(abs.length / 2)], `offsets ${offsets}`).toBeLessThanOrEqual(30);
     expect(offsets.filter((o) => Math.abs(o) <= 40).length, `offsets ${offsets}`).toBeGreaterThanOrEqual(Math.ceil(offsets.length * 0.85));
     expect(abs[abs.length - 1], `offsets ${offsets}`).toBeLessThanOrEqual(100);
   });
