@@ -4,7 +4,6 @@ import { loadConfig, type McuConfig } from './core/config.js';
 import { createLogger, setLogLevel, type LogLevel } from './core/log.js';
 import { createApp } from './http/app.js';
 import { Mcu } from './room/Mcu.js';
-import { PeerSession } from './rtc/native.js';
 
 export interface RunningServer {
   mcu: Mcu;
@@ -15,8 +14,7 @@ export interface RunningServer {
 
 export async function startServer(config: McuConfig = loadConfig()): Promise<RunningServer> {
   setLogLevel(config.logLevel as LogLevel);
-  const mcu = new Mcu(config);
-  await PeerSession.warmUp().catch(() => undefined);
+  const mcu = await Mcu.create(config);
   const server = http.createServer(createApp(mcu));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -32,6 +32,10 @@ export interface McuConfig {
   speakerHoldMs: number;
   /** MCU_PEER_TIMEOUT_MS: a peer silent (no RTP or RTCP) this long is removed. Default 5000. */
   peerTimeoutMs: number;
+  /** MCU_RTC_WORKERS: threads that carry the peers' WebRTC sessions. Default 0: one per core. */
+  rtcWorkers: number;
+  /** MCU_TEST_HOOKS=1: test-only routes (e.g. stalling the control thread on purpose). Default off. */
+  testHooks: boolean;
 }
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
@@ -71,5 +75,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     stallMs: int('MCU_STALL_MS', env.MCU_STALL_MS, 2000, 200, 60_000),
     speakerHoldMs: int('MCU_SPEAKER_HOLD_MS', env.MCU_SPEAKER_HOLD_MS, 1500, 0, 60_000),
     peerTimeoutMs: int('MCU_PEER_TIMEOUT_MS', env.MCU_PEER_TIMEOUT_MS, 5000, 1000, 120_000),
+    rtcWorkers: int('MCU_RTC_WORKERS', env.MCU_RTC_WORKERS, 0, 0, 64),
+    testHooks: env.MCU_TEST_HOOKS === '1',
   };
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { L16_CAPS } from '../media/l16.js';
 
 /**
  * Pure pipeline descriptions: plain data in, GStreamer launch strings out.
@@ -49,9 +50,14 @@ export const EL = {
   videoPay: 'vpay',
   videoEnc: 'venc',
   audioEnc: 'aenc',
+  /** A composite's multiudpsink. */
+  videoOut: 'vout',
   /** The recorder's appsrc for the recording composite's RTP. */
   videoRtpIn: 'vrtpin',
 } as const;
+
+/** multiudpsink's `clients`: loopback ports as host:port pairs. */
+export const udpClients = (ports: number[]) => ports.map((p) => `127.0.0.1:${p}`).join(',');
 
 const udpSink = (port: number) => `udpsink host=127.0.0.1 port=${port} sync=false async=false`;
 
@@ -60,7 +66,8 @@ export const RAW_AUDIO_CAPS = 'audio/x-raw,format=S16LE,rate=48000,channels=1,la
 export interface IngestSpec {
   video?: { codec: VideoCodec; payloadType: number; channel: string };
   audio?: { codec: AudioCodec; payloadType: number; pcmPort: number };
-  /** Mix-minus audio to encode and send back to this participant. */
+  /** Mix-minus audio to encode and send back to this participant: it comes from the mixer as
+   * RTP L16 on the `mixin` udpsrc (read its port after play), and goes to `rtpPort` as Opus. */
   mix?: { codec: AudioCodec; bitrate: number; rtpPort: number };
 }
 
@@ -106,7 +113,8 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
     const p = presets.audio[spec.mix.codec];
     parts.push(
       [
-        `appsrc name=${EL.mixIn} is-live=true format=time max-bytes=192000 caps=${q(RAW_AUDIO_CAPS)}`,
+        `udpsrc name=${EL.mixIn} address=127.0.0.1 port=0 buffer-size=262144 caps=${q(L16_CAPS)}`,
+        'rtpL16depay',
         'audioconvert',
         fill(p.encoder, { bitrate: spec.mix.bitrate }).replace(/^opusenc/, `opusenc name=${EL.audioEnc}`),
         p.payloader,
@@ -140,7 +148,11 @@ export interface CompositeSpec {
   background: string;
   /** A video input silent this long turns black in intervideosrc; we switch to the placeholder first. */
   inputTimeoutNs: bigint;
-  rtpPort: number;
+  /** Loopback ports the encoded video goes to (multiudpsink; changed at run time as followers
+   * come and go). */
+  rtpPorts: number[];
+  /** The RTP SSRC, fresh for each run of the pipeline: receivers tell composites apart by it. */
+  ssrc: number;
   /** Seconds between keyframes the encoder makes unasked. Default 10 (viewers ask with PLI). */
   gopSeconds?: number;
   /** Encoder threads. Default 1: with many encoders, one thread each is cheapest. */
@@ -194,8 +206,8 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
     }).replace(/^(\w+)/, `$1 name=${EL.videoEnc}`),
     // timestamp-offset=0: the RTP timestamp is the picture's running time at 90 kHz, which is how a
     // recording places each picture on its timeline. (Viewers get rewritten timestamps anyway.)
-    `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay} timestamp-offset=0`)}`,
-    udpSink(spec.rtpPort),
+    `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay} timestamp-offset=0 ssrc=${spec.ssrc}`)}`,
+    `multiudpsink name=${EL.videoOut} clients=${q(udpClients(spec.rtpPorts))} sync=false async=false`,
   ].join(' ! ');
 
   const branches = tiles.map((t, i) => {

@@ -10,6 +10,7 @@
  * bus callback that the state-change messages wake, where the binding queues no further poll.
  */
 import { createRequire } from 'node:module';
+import { nowMs } from '../core/clock.js';
 import { PipelineError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 
@@ -88,7 +89,7 @@ export class GstPipeline {
 
   /**
    * Starts the pipeline and delivers error, warning and eos messages to onBus. Returns the
-   * performance.now() instant it went to PLAYING: the pipeline's base time (its running time 0)
+   * nowMs() instant it went to PLAYING: the pipeline's base time (its running time 0)
    * to within a fraction of a millisecond. Pausing first does the slow part of starting (opening
    * sockets and files, starting threads) before that instant, so the PLAYING step itself is short.
    */
@@ -101,7 +102,7 @@ export class GstPipeline {
     return timed('starting a pipeline', () => {
       this.#p.pause();
       this.#p.play();
-      return performance.now();
+      return nowMs();
     });
   }
 

@@ -105,15 +105,15 @@ export function createApp(mcu: Mcu): express.Express {
     res.status(204).end();
   });
 
-  app.post('/v1/rooms', jsonBody, (req, res) => {
+  app.post('/v1/rooms', jsonBody, async (req, res) => {
     const body = validateBody<{ id: string; layout?: string; autoRecord?: boolean | Record<string, unknown> }>('CreateRoomRequest', req.body);
-    const r = mcu.createRoom(body.id, { layout: body.layout, autoRecord: body.autoRecord as never });
+    const r = await mcu.createRoom(body.id, { layout: body.layout, autoRecord: body.autoRecord as never });
     res.status(201).location(`/v1/rooms/${encodeURIComponent(r.id)}`).json(r.dump());
   });
 
-  app.post('/v1/rooms/:room/recordings', jsonBody, (req, res) => {
+  app.post('/v1/rooms/:room/recordings', jsonBody, async (req, res) => {
     const opts = validateBody<Record<string, never>>('RecordingRequest', req.body ?? {});
-    const rec = mcu.startRecording(String(req.params.room), opts);
+    const rec = await mcu.startRecording(String(req.params.room), opts);
     res.status(201).location(`/v1/recordings/${rec.id}`).json(rec.dump());
   });
 

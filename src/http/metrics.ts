@@ -56,7 +56,7 @@ export function createMetrics(mcu: Mcu): client.Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const { r, p } of everyone()) if (p.videoOut) this.set({ room: r.id, participant: p.id }, p.videoOut.fps());
+      for (const { r, p } of everyone()) if (p.receivesVideo && p.stats) this.set({ room: r.id, participant: p.id }, p.stats.fps);
     },
   });
   const lastBytes = new Map<string, { bytes: number; at: number }>();
@@ -69,9 +69,9 @@ export function createMetrics(mcu: Mcu): client.Registry {
       this.reset();
       const now = performance.now();
       for (const { r, p } of everyone()) {
-        if (!p.videoOut) continue;
+        if (!p.receivesVideo || !p.stats) continue;
         const prev = lastBytes.get(p.id);
-        const bytes = p.videoOut.bytesSent;
+        const bytes = p.stats.bytesSent;
         if (prev && now > prev.at) this.set({ room: r.id, participant: p.id }, ((bytes - prev.bytes) * 8000) / (now - prev.at));
         lastBytes.set(p.id, { bytes, at: now });
       }
@@ -85,7 +85,7 @@ export function createMetrics(mcu: Mcu): client.Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const { r, p } of everyone()) if (p.videoOut) this.set({ room: r.id, participant: p.id }, p.videoOut.droppedWaitingKeyframe);
+      for (const { r, p } of everyone()) if (p.receivesVideo && p.stats) this.set({ room: r.id, participant: p.id }, p.stats.droppedWaitingKeyframe);
     },
   });
   new client.Gauge({
@@ -95,7 +95,7 @@ export function createMetrics(mcu: Mcu): client.Registry {
     registers: [registry],
     collect() {
       this.reset();
-      this.set({ direction: 'to_publishers' }, everyone().reduce((n, { p }) => n + p.pliSent, 0));
+      this.set({ direction: 'to_publishers' }, everyone().reduce((n, { p }) => n + (p.stats?.pliSent ?? 0), 0));
       this.set({ direction: 'to_encoders' }, rooms().reduce((n, r) => n + [...r.views.values()].reduce((m, v) => m + v.keyframeRequests, 0), 0));
     },
   });

@@ -8,16 +8,25 @@ import dgram from 'node:dgram';
 export class LocalUdp {
   readonly #sock: dgram.Socket;
   #closed = false;
+  /** Packets whose handler threw. */
+  errors = 0;
 
   private constructor(sock: dgram.Socket) {
     this.#sock = sock;
   }
 
-  static async open(onMessage: (data: Buffer) => void): Promise<LocalUdp> {
-    const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
+  static async open(onMessage: (data: Buffer) => void, recvBufferSize = 4 * 1024 * 1024): Promise<LocalUdp> {
+    const sock = dgram.createSocket({ type: 'udp4', recvBufferSize });
     const u = new LocalUdp(sock);
     sock.on('message', (m) => {
-      if (!u.#closed) onMessage(m);
+      if (u.#closed) return;
+      try {
+        onMessage(m);
+      } catch (err) {
+        // One bad packet or a bug in its handler must not take the process down with it.
+        u.errors++;
+        if (u.errors === 1 || u.errors % 1000 === 0) process.emitWarning(`UDP packet handler threw (${u.errors}): ${(err as Error)?.stack ?? err}`);
+      }
     });
     sock.on('error', () => u.close());
     await new Promise<void>((resolve, reject) => {
@@ -47,7 +56,7 @@ let sender: dgram.Socket | undefined;
  * Sends a datagram to a pipeline's udpsrc on 127.0.0.1. One socket serves the whole process;
  * the kernel queues the packet, so the event loop never waits on a GStreamer lock.
  */
-export function sendToPipeline(port: number, data: Buffer): void {
+export function sendToPipeline(port: number, data: Buffer | Uint8Array): void {
   if (!sender) {
     sender = dgram.createSocket({ type: 'udp4', sendBufferSize: 4 * 1024 * 1024 });
     sender.on('error', () => undefined);

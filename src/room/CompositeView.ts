@@ -1,23 +1,12 @@
-import { EventEmitter } from 'node:events';
+import crypto from 'node:crypto';
 import type { Composition } from '../core/composition.js';
-import { createLogger, type Logger } from '../core/log.js';
-import { compositeLaunch, EL, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { TypedEmitter } from '../core/events.js';
+import type { Logger } from '../core/log.js';
+import { compositeLaunch, EL, udpClients, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import { compositeTiles } from './compositeTiles.js';
 import { GstPipeline } from '../gst/native.js';
-import { LocalUdp } from '../media/localUdp.js';
-import { isKeyframeStart, parseRtp, type RtpView } from '../media/rtp.js';
+import { RestartPolicy } from '../media/restartPolicy.js';
 import type { ImageRenderer } from '../render/images.js';
-
-export interface ViewPacket {
-  packet: Buffer;
-  rtp: RtpView;
-  keyframe: boolean;
-  /** Identifies the pipeline generation that made it, for RTP continuity. */
-  source: object;
-  /** When the picture was composed, on the performance.now() clock (ms): the pipeline's start
-   * plus the RTP timestamp, which the payloader counts from 0 in the pipeline's running time. */
-  ptsMs: number;
-}
 
 /** What differs between a viewer's composite and a recording's. */
 export interface ViewOptions {
@@ -31,15 +20,6 @@ export interface ViewOptions {
   steadyTiles?: boolean;
 }
 
-/** One run of the composite's pipeline: RTP timestamps count from its start. */
-interface Generation {
-  /** performance.now() when the pipeline went to PLAYING: its running time 0. */
-  startMs: number;
-  lastTs: number;
-  /** RTP timestamp wraps seen (every 13.25 hours at 90 kHz). */
-  wraps: number;
-}
-
 export interface ViewDeps {
   presets: Presets;
   renderer: ImageRenderer;
@@ -48,22 +28,34 @@ export interface ViewDeps {
   log: Logger;
 }
 
+export interface CompositeViewEvents extends Record<string, unknown> {
+  /** A run of the pipeline is about to start: its packets carry `ssrc`. */
+  generation: { ssrc: number };
+  /** That run is playing: `startMs` (nowMs clock) is its running time 0. */
+  started: { ssrc: number; startMs: number };
+  /** The composite failed past its restart budget and is closed; its room should replace it. */
+  failed: Error;
+  /** Closed, by its owner or after failing. */
+  closed: void;
+}
+
 /**
  * One compositor and one encoder for one exact composition. Immutable: a different composition is
- * a different CompositeView. Viewers whose compositions are identical share it.
- * Events: 'packet' (ViewPacket).
+ * a different CompositeView. Viewers whose compositions are identical share it. Its RTP goes by
+ * multiudpsink straight to the threads whose viewers follow it (`setPorts`), never through this
+ * one; it carries a fresh SSRC for each run of the pipeline.
  */
-export class CompositeView extends EventEmitter {
+export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   #pipeline?: GstPipeline;
-  #udp?: LocalUdp;
   #closed = false;
-  #generation?: Generation;
   #lastKeyframeRequest = 0;
   #keyframeTimer?: NodeJS.Timeout;
-  #restarts = 0;
+  readonly #restarts = new RestartPolicy();
   #starting?: Promise<void>;
+  #ports: number[] = [];
   readonly #log: Logger;
-  framesOut = 0;
+  /** Who follows this view (viewers, recordings), with the port their thread receives on. */
+  readonly followers = new Map<string, number>();
   keyframeRequests = 0;
 
   constructor(
@@ -75,7 +67,6 @@ export class CompositeView extends EventEmitter {
     private readonly options: ViewOptions = {},
   ) {
     super();
-    this.setMaxListeners(0); // one listener per viewer sharing this view, however many
     this.#log = deps.log.child({ view: key.length > 40 ? key.slice(0, 40) + '…' : key });
   }
 
@@ -88,7 +79,7 @@ export class CompositeView extends EventEmitter {
     return this.#starting;
   }
 
-  async #spec(rtpPort: number): Promise<CompositeSpec> {
+  async #spec(ssrc: number): Promise<CompositeSpec> {
     const c = this.composition;
     const r = this.deps.renderer;
     const tiles = await compositeTiles(c, r, this.deps.channelOf);
@@ -101,7 +92,8 @@ export class CompositeView extends EventEmitter {
       tiles,
       background: await r.waitingCard(c.width, c.height, this.options.waitingText),
       inputTimeoutNs: BigInt(this.deps.inputTimeoutMs) * 1_000_000n,
-      rtpPort,
+      rtpPorts: this.#ports,
+      ssrc,
       gopSeconds: this.options.gopSeconds,
       threads: this.options.threads,
       steadyTiles: this.options.steadyTiles,
@@ -110,48 +102,52 @@ export class CompositeView extends EventEmitter {
 
   async #start(): Promise<void> {
     if (this.#closed) return;
-    const generation: Generation = { startMs: 0, lastTs: 0, wraps: 0 };
-    this.#udp ??= await LocalUdp.open((buf) => this.#onPacket(buf, generation));
-    const launch = compositeLaunch(await this.#spec(this.#udp.port), this.deps.presets);
+    const ssrc = crypto.randomInt(1, 0xffffffff);
+    const spec = await this.#spec(ssrc);
     if (this.#closed) return;
-    const p = new GstPipeline(launch);
+    this.#ports = spec.rtpPorts = this.#wantedPorts();
+    const p = new GstPipeline(compositeLaunch(spec, this.deps.presets));
     this.#pipeline = p;
-    this.#generation = generation;
-    generation.startMs = p.play((e) => {
+    // Followers learn the SSRC before the first packet can reach them.
+    this.safeEmit('generation', { ssrc });
+    const startMs = p.play((e) => {
       if (e.type === 'error') {
         this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
-        this.#restart();
+        this.#restart(new Error(`${e.element}: ${e.message}`));
       } else if (e.type === 'warning') {
         this.#log.warn(`pipeline warning in element ${e.element}: ${e.message}`);
       }
     });
+    this.#restarts.started();
+    this.safeEmit('started', { ssrc, startMs });
     this.#log.debug('composite started', { tiles: this.composition.tiles.length });
   }
 
-  #restart(): void {
+  #restart(err: Error): void {
     if (this.#closed) return;
     void this.#pipeline?.close();
     this.#pipeline = undefined;
-    if (++this.#restarts > 5) {
+    const again = this.#restarts.schedule(() => {
+      this.#starting = undefined;
+      void this.start().catch((e) => this.#restart(e as Error));
+    });
+    if (!again) {
       this.#log.error('composite failed 5 times; giving up on it');
-      return;
+      this.safeEmit('failed', err);
+      void this.close();
     }
-    this.#udp?.close();
-    this.#udp = undefined;
-    this.#starting = undefined;
-    setTimeout(() => void this.start().catch((err) => this.#log.error(`restart failed: ${err.message}`)), 200);
   }
 
-  #onPacket(packet: Buffer, generation: Generation): void {
-    if (generation !== this.#generation || this.#closed) return;
-    const rtp = parseRtp(packet);
-    if (!rtp) return;
-    const keyframe = isKeyframeStart(this.codec, packet, rtp);
-    if (rtp.marker) this.framesOut++;
-    if (rtp.timestamp < generation.lastTs && generation.lastTs - rtp.timestamp > 0x80000000) generation.wraps++;
-    generation.lastTs = rtp.timestamp;
-    const ptsMs = generation.startMs + (generation.wraps * 0x100000000 + rtp.timestamp) / 90;
-    this.emit('packet', { packet, rtp, keyframe, source: generation, ptsMs } satisfies ViewPacket);
+  #wantedPorts(): number[] {
+    return [...new Set(this.followers.values())].sort((a, b) => a - b);
+  }
+
+  /** Sends to exactly the threads whose viewers follow this view now. */
+  updatePorts(): void {
+    const want = this.#wantedPorts();
+    if (want.join() === this.#ports.join()) return;
+    this.#ports = want;
+    if (this.#pipeline && !this.#pipeline.closed) this.#pipeline.set(EL.videoOut, 'clients', udpClients(want));
   }
 
   /** Asks the encoder for a keyframe, at most every 250 ms; a request inside that window is deferred. */
@@ -172,8 +168,9 @@ export class CompositeView extends EventEmitter {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      this.#restarts.cancel();
       if (this.#keyframeTimer) clearTimeout(this.#keyframeTimer);
-      this.#udp?.close();
+      this.safeEmit('closed');
       this.removeAllListeners();
       this.#log.debug('composite closed');
     }

@@ -4,8 +4,10 @@ import { LayoutRegistry } from '../core/layouts.js';
 import { createLogger } from '../core/log.js';
 import { loadPresets, PROJECT_ROOT } from '../core/pipelines.js';
 import { ImageRenderer } from '../render/images.js';
-import { PeerSession } from '../rtc/native.js';
+import { spawnMixerWorker, spawnRtcWorker, type MixerWorker, type RtcWorker } from '../workers/MediaWorker.js';
+import os from 'node:os';
 import path from 'node:path';
+import { Participant } from './Participant.js';
 import { Recording, type RecordingOptions } from './Recording.js';
 import { Room } from './Room.js';
 
@@ -25,9 +27,17 @@ export function checkName(name: unknown, fallback: string): string {
   return clean || fallback;
 }
 
-/** The top of the tree: rooms by id. Closing it closes every room, participant and pipeline. */
+/**
+ * The top of the tree: rooms by id, and the media workers. Closing it closes every room,
+ * participant and pipeline, then the workers. This is the control thread: it decides, and the
+ * RTC workers (werift sessions and every packet of theirs) and the mixer worker carry the media.
+ */
 export class Mcu {
   readonly rooms = new Map<string, Room>();
+  /** Which room each peer id is in, to route what the workers report. */
+  readonly #peerRooms = new Map<string, Room>();
+  readonly rtcWorkers: RtcWorker[] = [];
+  #mixer!: MixerWorker;
   /** Every recording, running or finished, by id: this process's and those found on disk. */
   readonly recordings = new Map<string, Recording>();
   readonly layouts: LayoutRegistry;
@@ -41,7 +51,65 @@ export class Mcu {
   /** Largest event-loop stall seen, in ms: while the loop is blocked no RTP moves. */
   maxLoopLagMs = 0;
 
-  constructor(readonly config: McuConfig) {
+  /** Spawns the media workers: one RTC worker per core (MCU_RTC_WORKERS), and the mixer. */
+  static async create(config: McuConfig): Promise<Mcu> {
+    const mcu = new Mcu(config);
+    try {
+      const n = config.rtcWorkers || Math.max(1, Math.min(os.availableParallelism(), 8));
+      await Promise.all(Array.from({ length: n }, (_, i) => mcu.#startRtcWorker(i)));
+      await mcu.#startMixer();
+    } catch (err) {
+      await mcu.close();
+      throw err;
+    }
+    return mcu;
+  }
+
+  async #startRtcWorker(index: number): Promise<void> {
+    const w = await spawnRtcWorker(index, this.config.logLevel);
+    this.rtcWorkers[index] = w;
+    const room = (id: string) => this.#peerRooms.get(id);
+    w.channel.on('peer.state', ({ id, state }) => room(id)?.peerState(id, state));
+    w.channel.on('peer.switched', ({ id, key }) => room(id)?.peerSwitched(id, key));
+    w.channel.on('view.keyframe', ({ key }) => {
+      for (const r of this.rooms.values()) r.views.get(key)?.requestKeyframe();
+    });
+    w.channel.on('stats', ({ peers }) => {
+      for (const [id, s] of peers) room(id)?.peerStats(id, s);
+    });
+    w.on('died', (err) => {
+      if (this.#closed) return;
+      // Its peers' sessions are gone with it: they leave, and a fresh worker takes the slot.
+      this.#log.error(`RTC worker ${index} died: ${err.message}; its peers leave and it restarts`);
+      for (const [id, r] of this.#peerRooms) {
+        if (r.participants.get(id)?.peer.worker === w) void r.leave(id).catch(() => undefined);
+      }
+      void this.#startRtcWorker(index).catch((e) => this.#log.error(`RTC worker ${index} could not restart: ${(e as Error).message}`));
+    });
+  }
+
+  async #startMixer(): Promise<void> {
+    const m = await spawnMixerWorker(this.config.logLevel);
+    this.#mixer = m;
+    m.channel.on('levels', ({ room, levels }) => this.rooms.get(room)?.levels(new Map(levels)));
+    m.on('died', (err) => {
+      if (this.#closed) return;
+      // Every room's audio went with it: the rooms close, so that people rejoin to working audio.
+      this.#log.error(`mixer worker died: ${err.message}; closing its rooms and restarting it`);
+      for (const r of [...this.rooms.values()]) {
+        this.rooms.delete(r.id);
+        void r.close();
+      }
+      void this.#startMixer().catch((e) => this.#log.error(`mixer could not restart: ${(e as Error).message}`));
+    });
+  }
+
+  /** The RTC worker with the fewest peers. */
+  #pickRtcWorker(): RtcWorker {
+    return this.rtcWorkers.filter((w) => !w.closed).reduce((a, b) => (b.load < a.load ? b : a));
+  }
+
+  private constructor(readonly config: McuConfig) {
     this.layouts = LayoutRegistry.fromDirectory(path.join(PROJECT_ROOT, 'layouts'));
     this.#renderer = new ImageRenderer(config.cacheDir);
     // Recordings from earlier runs stay listed and downloadable.
@@ -67,13 +135,34 @@ export class Mcu {
   async join(roomId: string, rawName: unknown, offer: string, opts: { screenshare?: boolean } = {}) {
     checkRoomId(roomId);
     const name = checkName(rawName, `Guest ${++this.#guests}`);
-    const session = await PeerSession.answer(offer, {
-      iceAddresses: this.config.iceAddresses,
-      portRange: this.config.rtcPorts,
-    });
-    const room = this.rooms.get(roomId) ?? this.#openRoom(roomId);
-    const participant = await room.join(name, session, opts);
-    return { room, participant, answer: session.answerSdp };
+    const worker = this.#pickRtcWorker();
+    const id = Participant.newId();
+    worker.load++;
+    try {
+      const { answer, tracks, audioOutPort } = await worker.channel.request('peer.open', {
+        id,
+        offer,
+        rtc: { iceAddresses: this.config.iceAddresses, portRange: this.config.rtcPorts },
+        label: { room: roomId, participant: id.slice(0, 8), name },
+      });
+      const room = this.rooms.get(roomId) ?? this.#openRoom(roomId);
+      this.#peerRooms.set(id, room);
+      try {
+        const participant = await room.join(name, { id, worker, tracks, audioOutPort }, opts);
+        return { room, participant, answer };
+      } catch (err) {
+        this.#peerRooms.delete(id);
+        throw err;
+      }
+    } catch (err) {
+      worker.load--;
+      throw err;
+    }
+  }
+
+  /** A participant left its room: its worker has one peer fewer. */
+  #left(p: Participant): void {
+    if (this.#peerRooms.delete(p.id)) p.peer.worker.load--;
   }
 
   /** A layout was replaced or deleted: recompose every room (views that use it change). */
@@ -88,6 +177,9 @@ export class Mcu {
       layouts: this.layouts,
       renderer: this.#renderer,
       log: this.#log,
+      mixer: this.#mixer,
+      rtcWorkers: () => this.rtcWorkers,
+      left: (p) => this.#left(p),
       emptied: (r) => this.#closeIfIdle(r),
     });
     this.rooms.set(roomId, room);
@@ -105,20 +197,20 @@ export class Mcu {
   }
 
   /** POST /v1/rooms: an empty room, optionally with its layout, recording from the start. */
-  createRoom(id: string, opts: { layout?: string; autoRecord?: Partial<RecordingOptions> | boolean }) {
+  async createRoom(id: string, opts: { layout?: string; autoRecord?: Partial<RecordingOptions> | boolean }) {
     checkRoomId(id);
     if (this.rooms.has(id)) throw new InvalidStateError(`room "${id}" exists already`);
     if (opts.layout) this.layouts.get(opts.layout);
     const room = this.#openRoom(id);
     if (opts.layout) room.setLayout({ layout: opts.layout });
-    if (opts.autoRecord) this.startRecording(id, opts.autoRecord === true ? {} : opts.autoRecord);
+    if (opts.autoRecord) await this.startRecording(id, opts.autoRecord === true ? {} : opts.autoRecord);
     else this.#closeIfIdle(room);
     return room;
   }
 
-  startRecording(roomId: string, opts: Partial<RecordingOptions>): Recording {
+  async startRecording(roomId: string, opts: Partial<RecordingOptions>): Promise<Recording> {
     const room = this.room(roomId);
-    const rec = room.startRecording({
+    const rec = await room.startRecording({
       format: opts.format ?? 'webm',
       width: opts.width ?? 1280,
       height: opts.height ?? 720,
@@ -163,5 +255,6 @@ export class Mcu {
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.rooms.values()].map((r) => r.close()));
     this.rooms.clear();
+    await Promise.all([...this.rtcWorkers.filter(Boolean), this.#mixer].filter(Boolean).map((w) => w.close()));
   }
 }

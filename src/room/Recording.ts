@@ -6,9 +6,12 @@ import { InvalidStateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { EL, recorderLaunch, recordingCodec, type Presets, type RecordingFormat } from '../core/pipelines.js';
 import { GstPipeline } from '../gst/native.js';
-import type { AudioMixer } from '../media/audioMixer.js';
+import { readPcmAt } from '../media/l16.js';
+import { LocalUdp } from '../media/localUdp.js';
+import { ViewFeeds, type ViewPacket } from '../media/viewFeeds.js';
 import type { ImageRenderer } from '../render/images.js';
-import { CompositeView, type ViewPacket } from './CompositeView.js';
+import type { MixerWorker } from '../workers/MediaWorker.js';
+import { CompositeView } from './CompositeView.js';
 import { VideoOut } from './VideoOut.js';
 
 /**
@@ -87,7 +90,7 @@ export interface RecordingDeps {
   dir: string;
   presets: Presets;
   renderer: ImageRenderer;
-  mixer: AudioMixer;
+  mixer: MixerWorker;
   channelOf: (participantId: string) => string;
   log: Logger;
   videoBitrate: number;
@@ -119,7 +122,12 @@ export class Recording {
   #recorder?: GstPipeline;
   #video?: VideoOut;
   #viewKey?: string;
-  /** The recording's timeline starts here (performance.now() clock, ms). */
+  /** This recording's composites, by key; the one shown and the one it switches to. */
+  readonly #views = new Map<string, CompositeView>();
+  /** Where their video comes back to this thread, and the full mix from the mixer worker. */
+  #feeds?: ViewFeeds;
+  #mixUdp?: LocalUdp;
+  /** The recording's timeline starts here (nowMs() clock, ms). */
   #t0 = 0;
   #lastSeq?: number;
   #held: HeldPicture[] = [];
@@ -220,7 +228,7 @@ export class Recording {
   }
 
   /** Starts the recorder; the first composition follows with update(). A bad directory fails it. */
-  start(): void {
+  async start(): Promise<void> {
     try {
       ensureDir(this.deps.dir);
       this.#fd = fs.openSync(this.file, 'w');
@@ -239,15 +247,24 @@ export class Recording {
     });
     this.#video = new VideoOut(
       (packet, from) => this.#pushVideo(packet, from),
-      (view) => void view.close(),
+      (_to, from) => from && this.#dropView(from.key),
     );
+    this.#feeds = new ViewFeeds((key) => this.#views.get(key)?.requestKeyframe());
     this.#flushTimer = setInterval(() => this.#flushVideo(), 20);
     this.#flushTimer.unref();
-    // The full mix, no one left out, stamped with the instant each frame stands for.
-    this.deps.mixer.addOutput(`recording:${this.id}`, (pcm, _pts, at) => {
-      recorder.push(EL.mixIn, pcm, this.#timeline(at + AUDIO_ALIGN_MS));
-    });
     this.state = 'recording';
+    try {
+      await this.#feeds.open();
+      // The full mix, no one left out, stamped with the instant each frame stands for.
+      this.#mixUdp = await LocalUdp.open((packet) => {
+        const m = readPcmAt(packet);
+        if (m && this.active) recorder.push(EL.mixIn, m.pcm, this.#timeline(m.atMs + AUDIO_ALIGN_MS));
+      });
+      await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: this.#mixId, port: this.#mixUdp.port, format: 'pcm-at' });
+    } catch (err) {
+      this.fail(`could not start: ${(err as Error).message}`);
+      return;
+    }
     this.startedAt = new Date();
     this.#persist();
     // Power loss: push what has been written to disk every 2 s.
@@ -264,7 +281,18 @@ export class Recording {
     this.#log.info('recording', { file: this.file, format: o.format });
   }
 
-  /** A performance.now() instant (ms) as a timestamp on the file's timeline (ns). */
+  get #mixId(): string {
+    return `recording:${this.id}`;
+  }
+
+  #dropView(key: string): void {
+    const v = this.#views.get(key);
+    this.#views.delete(key);
+    this.#feeds?.forget(key);
+    void v?.close();
+  }
+
+  /** A nowMs() instant (ms) as a timestamp on the file's timeline (ns). */
   #timeline(ms: number): bigint {
     return BigInt(Math.max(0, Math.round((ms - this.#t0) * 1e6)));
   }
@@ -322,10 +350,14 @@ export class Recording {
 
   /** Shows `composition` from now on; a composition equal to the current one changes nothing. */
   update(composition: Composition): void {
-    if (!this.active || !this.#video) return;
-    const key = compositionKey(composition, this.codec, this.deps.videoBitrate);
+    if (!this.active || !this.#video || !this.#feeds) return;
+    const key = `rec:${this.id}:${compositionKey(composition, this.codec, this.deps.videoBitrate)}`;
     if (key === this.#viewKey) return;
+    // A composite that was about to take over, and is replaced before its first keyframe, goes.
+    const pending = this.#video.view;
+    if (pending && pending !== this.#video.shown) this.#dropView(pending.key);
     this.#viewKey = key;
+    const feeds = this.#feeds;
     const view = new CompositeView(
       key,
       composition,
@@ -336,9 +368,14 @@ export class Recording {
       // every picture taken from its channel at a fixed point of the frame period (lip sync).
       { gopSeconds: 2, threads: 2, waitingText: 'Waiting for participants…', steadyTiles: true },
     );
+    this.#views.set(key, view);
+    view.followers.set(this.id, feeds.port);
+    view.on('generation', ({ ssrc }) => feeds.generation(key, this.codec, ssrc));
+    view.on('started', ({ ssrc, startMs }) => feeds.started(key, ssrc, startMs));
+    view.on('failed', (err) => this.fail(`the recording composite failed: ${err.message}`));
     view.start().catch((err) => this.#log.error(`recording composite failed to start: ${(err as Error).message}`));
     // The recording goes on showing the current composite until the new one's first keyframe.
-    this.#video.follow(view);
+    this.#video.follow(feeds.feed(key));
   }
 
   /** Finalises the file: EOS through the encoders and muxer (index, duration), then stops. */
@@ -348,7 +385,7 @@ export class Recording {
       return;
     }
     this.state = 'stopping';
-    this.deps.mixer.removeOutput(`recording:${this.id}`);
+    void this.deps.mixer.channel.request('output.remove', { room: this.roomId, id: this.#mixId }).catch(() => undefined);
     this.#video?.close();
     this.#flushVideo(true);
     const finished = (await this.#recorder?.drain(5000)) ?? false;
@@ -368,7 +405,7 @@ export class Recording {
     this.reason = reason;
     this.state = 'failed';
     this.stoppedAt = new Date();
-    this.deps.mixer.removeOutput(`recording:${this.id}`);
+    void this.deps.mixer?.channel.request('output.remove', { room: this.roomId, id: this.#mixId }).catch(() => undefined);
     this.#video?.close();
     void this.#recorder?.close();
     this.#release();
@@ -376,6 +413,9 @@ export class Recording {
   }
 
   #release(): void {
+    for (const key of [...this.#views.keys()]) this.#dropView(key);
+    this.#feeds?.close();
+    this.#mixUdp?.close();
     if (this.#fsync) clearInterval(this.#fsync);
     if (this.#flushTimer) clearInterval(this.#flushTimer);
     this.#held = [];

@@ -5,12 +5,11 @@ import type { LayoutRegistry } from '../core/layouts.js';
 import { SpeakerDetector } from '../core/speaker.js';
 import type { Logger } from '../core/log.js';
 import type { Presets } from '../core/pipelines.js';
-import { AudioMixer } from '../media/audioMixer.js';
 import type { ImageRenderer } from '../render/images.js';
-import type { PeerSession } from '../rtc/native.js';
+import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
+import type { PeerStats } from '../workers/protocol.js';
 import { CompositeView } from './CompositeView.js';
-import { Participant, videoChannel } from './Participant.js';
-import { VideoOut } from './VideoOut.js';
+import { Participant, videoChannel, type PeerHandle } from './Participant.js';
 import { Recording, type RecordingOptions } from './Recording.js';
 
 export interface RoomDeps {
@@ -19,18 +18,23 @@ export interface RoomDeps {
   layouts: LayoutRegistry;
   renderer: ImageRenderer;
   log: Logger;
+  mixer: MixerWorker;
+  /** The RTC workers, which hear about every composite's SSRC. */
+  rtcWorkers: () => RtcWorker[];
+  /** A participant left (or failed to join). */
+  left: (p: Participant) => void;
   /** The room closed itself (it became empty). */
   emptied: (room: Room) => void;
 }
 
 /**
- * A room: its participants in join order, one audio mixer (mix-minus), and the composite views
- * its viewers receive, shared between viewers whose compositions are identical.
+ * A room: its participants in join order, one audio mix (mix-minus, in the mixer worker), and the
+ * composite views its viewers receive, shared between viewers whose compositions are identical.
+ * The room decides; the media workers carry the packets.
  */
 export class Room {
   readonly createdAt = new Date();
   readonly participants = new Map<string, Participant>();
-  readonly mixer = new AudioMixer();
   readonly views = new Map<string, CompositeView>();
   readonly recordings = new Map<string, Recording>();
   /** Room defaults; each viewer may override them (Participant.viewPrefs). */
@@ -60,36 +64,56 @@ export class Room {
     return this.#speaker.current;
   }
 
-  async join(name: string, session: PeerSession, opts: { screenshare?: boolean } = {}): Promise<Participant> {
-    const p = new Participant(this.id, name, session, {
+  async join(name: string, peer: PeerHandle, opts: { screenshare?: boolean } = {}): Promise<Participant> {
+    const p = new Participant(this.id, name, peer, {
       presets: this.deps.presets,
-      mixer: this.mixer,
+      mixer: this.deps.mixer,
       audioBitrate: this.deps.config.audioBitrate,
       stallMs: this.deps.config.stallMs,
       log: this.#log,
       changed: () => this.scheduleRecompose(),
     });
     p.screenshare = !!opts.screenshare;
-    if (p.receivesVideo) {
-      p.videoOut = new VideoOut(
-        (pkt) => session.sendRtp('video', pkt),
-        (view) => this.#release(view),
-      );
-    }
-    session.onStateChange((s) => {
-      if (s === 'failed' || s === 'closed') void this.leave(p.id).catch(() => undefined);
-    });
     this.participants.set(p.id, p);
     try {
       await p.start();
     } catch (err) {
       this.participants.delete(p.id);
       await p.close();
+      if (this.participants.size === 0) this.deps.emptied(this);
       throw err;
     }
-    this.#log.info('joined', { participant: p.id, name, role: p.role, tracks: session.tracks });
+    this.#log.info('joined', { participant: p.id, name, role: p.role, tracks: peer.tracks });
     this.recompose();
     return p;
+  }
+
+  // What the RTC workers report about this room's peers.
+
+  peerState(id: string, state: string): void {
+    if ((state === 'failed' || state === 'closed') && this.participants.has(id)) void this.leave(id).catch(() => undefined);
+  }
+
+  peerStats(id: string, stats: PeerStats): void {
+    this.participants.get(id)?.updateStats(stats);
+  }
+
+  /** The peer's picture now comes from view `key`; the view it showed before is released. */
+  peerSwitched(id: string, key: string): void {
+    const p = this.participants.get(id);
+    if (!p) return;
+    const old = p.shownView;
+    p.shownView = key;
+    if (p.pendingView === key) p.pendingView = undefined;
+    if (old && old !== key) this.#unfollow(p.id, old);
+  }
+
+  /** Audio levels from the mixer, for the active speaker. */
+  levels(levels: Map<string, number>): void {
+    if (this.#speaker.update(levels, performance.now())) {
+      this.#log.info('active speaker', { participant: this.#speaker.current });
+      this.recompose();
+    }
   }
 
   get(participantId: string): Participant {
@@ -101,7 +125,9 @@ export class Room {
   async leave(participantId: string): Promise<void> {
     const p = this.get(participantId);
     this.participants.delete(participantId);
+    for (const key of [p.shownView, p.pendingView]) if (key) this.#unfollow(p.id, key);
     await p.close();
+    this.deps.left(p);
     this.recompose();
     if (this.participants.size === 0) this.deps.emptied(this);
   }
@@ -136,19 +162,19 @@ export class Room {
     return compose(subjects, this.deps.layouts.get(layout), { width: o.width, height: o.height, fps: o.fps }, { pinned: rec.prefs.pin, speaker: this.activeSpeaker });
   }
 
-  startRecording(options: RecordingOptions): Recording {
+  async startRecording(options: RecordingOptions): Promise<Recording> {
     this.deps.layouts.get(options.layout); // 404 for an unknown layout
     const rec = new Recording(this.id, options, {
       dir: this.deps.config.recordingsDir,
       presets: this.deps.presets,
       renderer: this.deps.renderer,
-      mixer: this.mixer,
+      mixer: this.deps.mixer,
       channelOf: videoChannel,
       log: this.#log,
       videoBitrate: Math.round((this.deps.config.videoBitrate * (options.width * options.height)) / (640 * 360) / 2),
     });
     this.recordings.set(rec.id, rec);
-    rec.start();
+    await rec.start();
     if (rec.active) rec.update(this.compositionForRecording(rec));
     return rec;
   }
@@ -179,7 +205,7 @@ export class Room {
   /** One viewer's own layout, self-view and pin; undefined fields are left as they are, null clears. */
   setViewerPrefs(participantId: string, opts: { layout?: string | null; selfView?: boolean | null; pin?: string | null }): void {
     const p = this.get(participantId);
-    if (!p.videoOut) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no layout`);
+    if (!p.receivesVideo) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no layout`);
     if (opts.layout) this.deps.layouts.get(opts.layout);
     if (opts.pin) this.get(opts.pin);
     for (const k of ['layout', 'selfView', 'pin'] as const) {
@@ -203,8 +229,8 @@ export class Room {
   /** What `p` sees now: the composition of the view on screen, or the one about to be if none is yet. */
   viewOf(participantId: string): Composition {
     const p = this.get(participantId);
-    if (!p.videoOut) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no view`);
-    return p.videoOut.shown?.composition ?? this.compositionFor(p);
+    if (!p.receivesVideo) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no view`);
+    return (p.shownView && this.views.get(p.shownView)?.composition) || this.compositionFor(p);
   }
 
   /**
@@ -224,50 +250,86 @@ export class Room {
   recompose(): void {
     if (this.#closed) return;
     const cfg = this.deps.config;
+    const started: CompositeView[] = [];
     for (const p of this.participants.values()) {
-      if (!p.videoOut) continue;
+      if (!p.receivesVideo) continue;
       const composition = this.compositionFor(p);
       const key = compositionKey(composition, p.videoCodec, cfg.videoBitrate);
       let view = this.views.get(key);
       if (!view) {
-        view = new CompositeView(key, composition, p.videoCodec, cfg.videoBitrate, {
-          presets: this.deps.presets,
-          renderer: this.deps.renderer,
-          channelOf: videoChannel,
-          inputTimeoutMs: cfg.stallMs * 3,
-          log: this.#log,
-        });
-        this.views.set(key, view);
-        const v = view;
-        view.start().catch((err) => {
-          this.#log.error(`composite failed to start: ${(err as Error).message}`);
-          void v.close();
-          this.views.delete(key);
-        });
+        view = this.#newView(key, composition, p.videoCodec);
+        started.push(view);
       }
-      p.videoOut.follow(view);
+      this.#follow(p, view);
+    }
+    // Built after every follower is known, so each composite sends to the right threads at once.
+    for (const v of started) {
+      v.start().catch((err) => {
+        this.#log.error(`composite failed to start: ${(err as Error).message}`);
+        void v.close();
+      });
     }
     for (const rec of this.recordings.values()) if (rec.active) rec.update(this.compositionForRecording(rec));
   }
 
-  #release(view: CompositeView): void {
-    if (view.listenerCount('packet') > 0 || view.closed) return;
-    void view.close();
-    if (this.views.get(view.key) === view) this.views.delete(view.key);
+  #newView(key: string, composition: Composition, codec: Participant['videoCodec']): CompositeView {
+    const cfg = this.deps.config;
+    const view = new CompositeView(key, composition, codec, cfg.videoBitrate, {
+      presets: this.deps.presets,
+      renderer: this.deps.renderer,
+      channelOf: videoChannel,
+      inputTimeoutMs: cfg.stallMs * 3,
+      log: this.#log,
+    });
+    this.views.set(key, view);
+    view.on('generation', ({ ssrc }) => {
+      for (const w of this.deps.rtcWorkers()) void w.channel.request('view.generation', { key, codec, ssrc }).catch(() => undefined);
+    });
+    view.on('closed', () => {
+      if (this.views.get(key) === view) this.views.delete(key);
+      for (const w of this.deps.rtcWorkers()) void w.channel.request('view.forget', { key }).catch(() => undefined);
+    });
+    view.on('failed', () => {
+      // Its viewers follow a view that is gone: build it again, a moment later.
+      for (const p of this.participants.values()) {
+        if (p.pendingView === key) p.pendingView = undefined;
+        if (p.shownView === key) p.shownView = undefined;
+      }
+      setTimeout(() => this.recompose(), 1000).unref();
+    });
+    return view;
+  }
+
+  /** Points `p` at `view`: it switches at the view's next keyframe, so a pending one is dropped. */
+  #follow(p: Participant, view: CompositeView): void {
+    const target = p.pendingView ?? p.shownView;
+    if (target === view.key) return;
+    if (p.pendingView) this.#unfollow(p.id, p.pendingView);
+    // The first view is shown at once (from its first keyframe); later ones wait for theirs.
+    if (p.shownView) p.pendingView = view.key;
+    else p.shownView = view.key;
+    view.followers.set(p.id, p.peer.worker.feedPort);
+    view.updatePorts();
+    p.follow(view.key);
+  }
+
+  /** `who` no longer uses view `key`; a view that nobody uses is closed. */
+  #unfollow(who: string, key: string): void {
+    const view = this.views.get(key);
+    if (!view) return;
+    view.followers.delete(who);
+    if (view.followers.size === 0) void view.close();
+    else view.updatePorts();
   }
 
   #maintain(): void {
-    if (this.#speaker.update(this.mixer.takeLevels(), performance.now())) {
-      this.#log.info('active speaker', { participant: this.#speaker.current });
-      this.recompose();
-    }
     const timeout = this.deps.config.peerTimeoutMs;
     for (const p of this.participants.values()) {
       p.maintain();
-      const s = p.session;
       // A peer whose connection died (no RTP or RTCP for a while), or that never connected, is removed.
-      if ((s.connected && s.silentMs > timeout) || (!s.connected && s.silentMs > timeout * 2)) {
-        this.#log.warn('peer went silent; removing it', { participant: p.id, silentMs: Math.round(s.silentMs) });
+      const silentMs = p.silentMs;
+      if ((p.connected && silentMs > timeout) || (!p.connected && silentMs > timeout * 2)) {
+        this.#log.warn('peer went silent; removing it', { participant: p.id, silentMs: Math.round(silentMs) });
         void this.leave(p.id).catch(() => undefined);
       }
     }
@@ -293,10 +355,13 @@ export class Room {
     clearInterval(this.#tick);
     // Recordings first, while the media they record is still flowing into their files.
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
-    await Promise.all([...this.participants.values()].map((p) => p.close()));
+    await Promise.all([...this.participants.values()].map(async (p) => {
+      await p.close();
+      this.deps.left(p);
+    }));
     this.participants.clear();
     await Promise.all([...this.views.values()].map((v) => v.close()));
     this.views.clear();
-    this.mixer.close();
+    await this.deps.mixer.channel.request('room.close', { room: this.id }).catch(() => undefined);
   }
 }

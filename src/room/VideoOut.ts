@@ -1,5 +1,5 @@
 import { RtpRewriter } from '../media/rtp.js';
-import type { CompositeView, ViewPacket } from './CompositeView.js';
+import type { ViewPacket, ViewSource } from '../media/viewFeeds.js';
 
 /**
  * The one video stream a viewer receives. It follows one CompositeView at a time and switches to a
@@ -7,14 +7,13 @@ import type { CompositeView, ViewPacket } from './CompositeView.js';
  * sequence numbers and timestamps continuous across the switch.
  */
 export class VideoOut {
-  #current?: CompositeView;
-  #pending?: CompositeView;
+  #current?: ViewSource;
+  #pending?: ViewSource;
   #waitingKeyframe = true;
   readonly #rewriter = new RtpRewriter(90000);
   #retry?: NodeJS.Timeout;
   #closed = false;
-  readonly #listener = (v: CompositeView) => (p: ViewPacket) => this.#deliver(v, p);
-  readonly #bound = new Map<CompositeView, (p: ViewPacket) => void>();
+  readonly #bound = new Map<ViewSource, () => void>();
   framesSent = 0;
   bytesSent = 0;
   /** Packets dropped while waiting for a keyframe after (re)starting. */
@@ -28,26 +27,27 @@ export class VideoOut {
   constructor(
     /** Gets the rewritten packet, and the view's packet it came from. */
     private readonly send: (packet: Buffer, from: ViewPacket) => void,
-    /** Called with the view this output no longer uses. */
-    private readonly released: (view: CompositeView) => void,
+    /** The view on screen changed to `to` (its first keyframe came), leaving `from` unused. */
+    private readonly switched: (to: ViewSource, from: ViewSource | undefined, ms: number) => void = () => undefined,
   ) {}
 
-  get view(): CompositeView | undefined {
+  get view(): ViewSource | undefined {
     return this.#pending ?? this.#current;
   }
 
   /** The view whose pictures the viewer sees right now. */
-  get shown(): CompositeView | undefined {
+  get shown(): ViewSource | undefined {
     return this.#current;
   }
 
-  follow(view: CompositeView): void {
+  follow(view: ViewSource): void {
     if (this.#closed || view === this.view) return;
     if (this.#pending) this.#unbind(this.#pending);
     this.#bind(view);
     if (!this.#current) {
       this.#current = view;
       this.#waitingKeyframe = true;
+      this.switched(view, undefined, 0);
     } else {
       this.#pending = view;
       this.#pendingSince = performance.now();
@@ -73,20 +73,16 @@ export class VideoOut {
     }, 500);
   }
 
-  #bind(view: CompositeView): void {
-    const l = this.#listener(view);
-    this.#bound.set(view, l);
-    view.on('packet', l);
+  #bind(view: ViewSource): void {
+    this.#bound.set(view, view.subscribe((p) => this.#deliver(view, p)));
   }
 
-  #unbind(view: CompositeView): void {
-    const l = this.#bound.get(view);
-    if (l) view.off('packet', l);
+  #unbind(view: ViewSource): void {
+    this.#bound.get(view)?.();
     this.#bound.delete(view);
-    this.released(view);
   }
 
-  #deliver(view: CompositeView, p: ViewPacket): void {
+  #deliver(view: ViewSource, p: ViewPacket): void {
     if (view === this.#pending && p.keyframe) {
       const old = this.#current!;
       this.#current = view;
@@ -94,6 +90,7 @@ export class VideoOut {
       this.#waitingKeyframe = false;
       this.lastSwitchMs = Math.round(performance.now() - this.#pendingSince);
       this.#unbind(old);
+      this.switched(view, old, this.lastSwitchMs);
     }
     if (view !== this.#current) return;
     if (this.#waitingKeyframe) {

@@ -69,9 +69,9 @@ export class PeerSession {
   #closed = false;
   #lastHeard = performance.now();
   #connected = false;
-  readonly #rtpHandlers: Record<MediaKind, Array<(p: Buffer) => void>> = { audio: [], video: [] };
-  readonly #keyframeHandlers: Array<() => void> = [];
-  readonly #stateHandlers: Array<(s: string) => void> = [];
+  readonly #rtpHandlers: Record<MediaKind, Set<(p: Buffer) => void>> = { audio: new Set(), video: new Set() };
+  readonly #keyframeHandlers = new Set<() => void>();
+  readonly #stateHandlers = new Set<(s: string) => void>();
   #remoteVideoSsrc?: number;
 
   private constructor(pc: RTCPeerConnection) {
@@ -202,17 +202,21 @@ export class PeerSession {
     return performance.now() - this.#lastHeard;
   }
 
-  onRtp(kind: MediaKind, handler: (packet: Buffer) => void): void {
-    this.#rtpHandlers[kind].push(handler);
+  /** Each returns a function that unsubscribes the handler. */
+  onRtp(kind: MediaKind, handler: (packet: Buffer) => void): () => void {
+    this.#rtpHandlers[kind].add(handler);
+    return () => this.#rtpHandlers[kind].delete(handler);
   }
 
   /** The peer (a viewer) asked for a keyframe with PLI or FIR. */
-  onKeyframeRequest(handler: () => void): void {
-    this.#keyframeHandlers.push(handler);
+  onKeyframeRequest(handler: () => void): () => void {
+    this.#keyframeHandlers.add(handler);
+    return () => this.#keyframeHandlers.delete(handler);
   }
 
-  onStateChange(handler: (state: string) => void): void {
-    this.#stateHandlers.push(handler);
+  onStateChange(handler: (state: string) => void): () => void {
+    this.#stateHandlers.add(handler);
+    return () => this.#stateHandlers.delete(handler);
   }
 
   /** Sends one RTP packet; werift sets SSRC and payload type, we keep sequence and timestamp. */
@@ -232,8 +236,10 @@ export class PeerSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#rtpHandlers.audio = [];
-    this.#rtpHandlers.video = [];
+    this.#rtpHandlers.audio.clear();
+    this.#rtpHandlers.video.clear();
+    this.#keyframeHandlers.clear();
+    this.#stateHandlers.clear();
     await this.#pc.close().catch(() => undefined);
   }
 }

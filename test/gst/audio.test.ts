@@ -2,7 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EL, loadPresets, participantLaunch } from '../../src/core/pipelines.js';
 import { GstPipeline } from '../../src/gst/native.js';
 import { AudioMixer } from '../../src/media/audioMixer.js';
-import { LocalUdp } from '../../src/media/localUdp.js';
+import { L16Packetizer } from '../../src/media/l16.js';
+import { LocalUdp, sendToPipeline } from '../../src/media/localUdp.js';
 import { pcmFrom, sleep, toneDb, toneSender } from '../helpers/media.js';
 
 const presets = loadPresets();
@@ -43,7 +44,10 @@ describe('mix-minus through real Opus decode, mixer and encode', () => {
         ),
       );
       pipeline.play();
-      mixer.addOutput(p.id, (buf, pts) => pipeline.push(EL.mixIn, buf, pts));
+      // The mix goes to the encoder as RTP L16, as the mixer worker sends it.
+      const l16 = new L16Packetizer();
+      const mixPort = Number(pipeline.get(EL.mixIn, 'port'));
+      mixer.addOutput(p.id, (buf, pts) => sendToPipeline(mixPort, l16.packet(buf, pts)));
       closers.push(pcmOut, listener, decoded, pipeline, toneSender(p.freq, Number(pipeline.get(EL.audioIn, 'port'))));
     }
     await sleep(2500);

@@ -47,7 +47,7 @@ async function buildComposite(codec: 'vp8' | 'h264', outDir: string) {
   );
   const grab = frameGrabber(outDir, codec);
   const launch = compositeLaunch(
-    { width: 640, height: 360, fps: 30, codec, bitrate: 1_500_000, tiles, background: await renderer.waitingCard(640, 360), inputTimeoutNs: 5_000_000_000n, rtpPort: grab.port },
+    { width: 640, height: 360, fps: 30, codec, bitrate: 1_500_000, tiles, background: await renderer.waitingCard(640, 360), inputTimeoutNs: 5_000_000_000n, rtpPorts: [grab.port], ssrc: 1 },
     presets,
   );
   const comp = new GstPipeline(launch);

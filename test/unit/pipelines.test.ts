@@ -15,7 +15,8 @@ const spec = (over: Partial<CompositeSpec> = {}): CompositeSpec => ({
   ],
   background: '/c/wait.png',
   inputTimeoutNs: 6_000_000_000n,
-  rtpPort: 5004,
+  rtpPorts: [5004, 5006],
+  ssrc: 1234,
   ...over,
 });
 
@@ -33,12 +34,13 @@ describe('compositeLaunch', () => {
     expect(launch).not.toMatch(/sink_\d+::width/);
   });
 
-  it('uses a black background, realtime VP8, and sends RTP to the given port', () => {
+  it('uses a black background, realtime VP8, and sends RTP with its SSRC to every follower thread', () => {
     expect(launch).toContain('compositor name=comp background=black');
     expect(launch).toContain('vp8enc name=venc deadline=1 cpu-used=-6 threads=1 end-usage=cbr lag-in-frames=0');
     expect(launch).toContain('target-bitrate=800000');
     expect(launch).toContain('rtpvp8pay name=vpay');
-    expect(launch).toMatch(/udpsink host=127\.0\.0\.1 port=5004 sync=false/);
+    expect(launch).toContain('rtpvp8pay name=vpay timestamp-offset=0 ssrc=1234');
+    expect(launch).toContain('multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false');
     expect(launch).not.toContain('qos=true');
   });
 
@@ -119,8 +121,10 @@ describe('participantLaunch', () => {
     expect(l).toContain('intervideosink name=vsink sync=false channel=mcu-v-x');
     expect(l).toContain('opusdec plc=true');
     expect(l).toContain('audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6000');
-    expect(l).toContain('appsrc name=mixin');
-    expect(l).toContain('opusenc name=aenc bitrate=32000');
+    // The mix comes from the mixer thread as RTP L16.
+    expect(l).toContain('udpsrc name=mixin address=127.0.0.1 port=0');
+    expect(l).toContain('encoding-name=L16,channels=1,payload=96');
+    expect(l).toContain('rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000');
     expect(l).toContain('port=6002');
   });
 

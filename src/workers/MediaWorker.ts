@@ -1,0 +1,72 @@
+/**
+ * The control thread's handle on one media worker thread (mediasoup's Worker): it spawns the
+ * thread, carries requests and notifications over a Channel, and reports `died` when the thread
+ * exits or throws; the owner decides what to do then (Mcu restarts it).
+ */
+import { Worker } from 'node:worker_threads';
+import { TypedEmitter } from '../core/events.js';
+import { Channel, type EventMap, type PortLike, type RequestMap } from './channel.js';
+import type { MixerEvents, MixerRequests, NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
+
+export type WorkerKind = 'rtc' | 'mixer';
+
+const SCRIPT: Record<WorkerKind, URL> = {
+  rtc: new URL('./rtcWorker.js', import.meta.url),
+  mixer: new URL('./mixerWorker.js', import.meta.url),
+};
+
+export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends TypedEmitter<{ died: Error }> {
+  readonly channel: Channel<Req, NoRequests, NoEvents, Ev>;
+  readonly #worker: Worker;
+  #closed = false;
+  /** Peers (or rooms) placed on this worker, for placement by load. */
+  load = 0;
+
+  constructor(
+    readonly kind: WorkerKind,
+    readonly index: number,
+  ) {
+    super();
+    this.#worker = new Worker(SCRIPT[kind], { name: `${kind}-${index}` });
+    this.channel = new Channel(this.#worker as unknown as PortLike);
+    const died = (err: Error) => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.channel.close('worker died');
+      this.safeEmit('died', err);
+    };
+    this.#worker.on('error', died);
+    this.#worker.on('exit', (code) => died(new Error(`${kind} worker ${index} exited with code ${code}`)));
+  }
+
+  get threadId(): number {
+    return this.#worker.threadId;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.channel.close();
+    this.removeAllListeners();
+    await this.#worker.terminate();
+  }
+}
+
+export type RtcWorker = MediaWorker<RtcRequests, RtcEvents> & { feedPort: number };
+export type MixerWorker = MediaWorker<MixerRequests, MixerEvents>;
+
+export async function spawnRtcWorker(index: number, logLevel: string): Promise<RtcWorker> {
+  const w = new MediaWorker<RtcRequests, RtcEvents>('rtc', index) as RtcWorker;
+  w.feedPort = (await w.channel.request('init', { logLevel })).feedPort;
+  return w;
+}
+
+export async function spawnMixerWorker(logLevel: string): Promise<MixerWorker> {
+  const w = new MediaWorker<MixerRequests, MixerEvents>('mixer', 0);
+  await w.channel.request('init', { logLevel });
+  return w;
+}

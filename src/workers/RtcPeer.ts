@@ -1,0 +1,156 @@
+/**
+ * One peer's media inside its RTC worker: RTP from werift goes straight to its ingest pipeline's
+ * sockets, its encoded mix and its composite come back from GStreamer to this thread and go out
+ * through werift. Nothing here passes through the control thread.
+ */
+import type { Logger } from '../core/log.js';
+import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
+import { parseRtp, RtpRewriter } from '../media/rtp.js';
+import type { ViewSource } from '../media/viewFeeds.js';
+import type { PeerSession } from '../rtc/native.js';
+import { VideoOut } from '../room/VideoOut.js';
+import type { PeerStats } from './protocol.js';
+
+export interface RtcPeerDeps {
+  log: Logger;
+  /** The peer's picture now comes from `key`. */
+  switched: (key: string, ms: number) => void;
+  state: (state: string) => void;
+}
+
+export class RtcPeer {
+  readonly videoOut?: VideoOut;
+  #audioOut?: LocalUdp;
+  readonly #audioRewriter = new RtpRewriter(48000);
+  #videoInPort?: number;
+  #audioInPort?: number;
+  #closed = false;
+  #lastVideoAt = -Infinity;
+  #lastPli = -Infinity;
+  #lastSeq?: number;
+  readonly #missing = new Set<number>();
+  #lossTimer?: NodeJS.Timeout;
+  readonly #unsubscribe: Array<() => void> = [];
+  pliSent = 0;
+  videoPacketsIn = 0;
+  audioPacketsIn = 0;
+
+  constructor(
+    readonly id: string,
+    readonly session: PeerSession,
+    private readonly deps: RtcPeerDeps,
+  ) {
+    const t = session.tracks;
+    if (t.video?.send) {
+      this.videoOut = new VideoOut(
+        (pkt) => session.sendRtp('video', pkt),
+        (to, _from, ms) => deps.switched(to.key, ms),
+      );
+    }
+    this.#unsubscribe.push(
+      session.onRtp('video', (p) => this.#onVideoRtp(p)),
+      session.onRtp('audio', (p) => {
+        // Only the negotiated payload type goes on: the jitterbuffer's caps name exactly one.
+        if (p.length < 12 || (p[1] & 0x7f) !== t.audio?.payloadType) return;
+        this.audioPacketsIn++;
+        if (this.#audioInPort) sendToPipeline(this.#audioInPort, p);
+      }),
+      session.onKeyframeRequest(() => this.videoOut?.requestKeyframe()),
+      session.onStateChange((s) => {
+        if (s === 'connected') {
+          deps.log.info('connected');
+          this.videoOut?.requestKeyframe();
+        }
+        deps.state(s);
+      }),
+    );
+  }
+
+  /** Opens the socket the encoded mix comes back on; returns its port. */
+  async openAudioOut(): Promise<number | undefined> {
+    if (!this.session.tracks.audio?.send) return undefined;
+    this.#audioOut = await LocalUdp.open((pkt) => {
+      const rtp = parseRtp(pkt);
+      if (!rtp) return;
+      this.#audioRewriter.rewrite(pkt, rtp, this.#audioOut);
+      this.session.sendRtp('audio', pkt);
+    });
+    return this.#audioOut.port;
+  }
+
+  setTargets(videoInPort?: number, audioInPort?: number): void {
+    this.#videoInPort = videoInPort;
+    this.#audioInPort = audioInPort;
+  }
+
+  follow(view: ViewSource): void {
+    this.videoOut?.follow(view);
+  }
+
+  #onVideoRtp(packet: Buffer): void {
+    const rtp = parseRtp(packet);
+    if (!rtp || rtp.payloadType !== this.session.tracks.video?.payloadType) return;
+    this.videoPacketsIn++;
+    this.#lastVideoAt = performance.now();
+    // Loss tracking: a hole that is not filled (by NACK/RTX) soon means the decoder needs a keyframe.
+    if (this.#lastSeq !== undefined) {
+      const gap = (rtp.sequenceNumber - this.#lastSeq) & 0xffff;
+      if (gap > 1 && gap < 1000) {
+        for (let s = 1; s < gap && this.#missing.size < 200; s++) this.#missing.add((this.#lastSeq + s) & 0xffff);
+        this.#lossTimer ??= setTimeout(() => {
+          this.#lossTimer = undefined;
+          if (this.#missing.size > 0) {
+            this.#missing.clear();
+            this.requestKeyframe();
+          }
+        }, 300);
+      }
+      if (gap !== 0 && gap < 0x8000) this.#lastSeq = rtp.sequenceNumber;
+      else this.#missing.delete(rtp.sequenceNumber);
+    } else {
+      this.#lastSeq = rtp.sequenceNumber;
+    }
+    if (this.#videoInPort) sendToPipeline(this.#videoInPort, packet);
+  }
+
+  /** PLI to the publisher, at most once a second. */
+  requestKeyframe(): void {
+    const now = performance.now();
+    if (!this.session.connected || now - this.#lastPli < 1000) return;
+    this.#lastPli = now;
+    this.pliSent++;
+    this.session.requestKeyframe();
+  }
+
+  stats(): PeerStats {
+    const v = this.videoOut;
+    return {
+      connected: this.session.connected,
+      silentMs: Math.round(this.session.silentMs),
+      msSinceVideo: Math.round(performance.now() - this.#lastVideoAt),
+      videoPacketsIn: this.videoPacketsIn,
+      audioPacketsIn: this.audioPacketsIn,
+      pliSent: this.pliSent,
+      framesSent: v?.framesSent ?? 0,
+      bytesSent: v?.bytesSent ?? 0,
+      fps: v ? +v.fps().toFixed(2) : 0,
+      maxFrameGapMs: v ? v.maxFrameGapMs() : null,
+      lastSwitchMs: v?.lastSwitchMs ?? null,
+      droppedWaitingKeyframe: v?.droppedWaitingKeyframe ?? 0,
+    };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#lossTimer) clearTimeout(this.#lossTimer);
+    this.#unsubscribe.splice(0).forEach((u) => u());
+    this.videoOut?.close();
+    this.#audioOut?.close();
+    await this.session.close();
+  }
+}

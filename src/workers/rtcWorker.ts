@@ -1,0 +1,75 @@
+/**
+ * An RTC worker: a thread that owns peers' WebRTC sessions (werift: ICE, DTLS, SRTP, RTCP) and
+ * every packet they send or receive. The control thread talks to it with RtcRequests; it reports
+ * with RtcEvents. See src/workers/MediaWorker.ts for the handle on the other side.
+ */
+import { parentPort } from 'node:worker_threads';
+import { NotFoundError } from '../core/errors.js';
+import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
+import { ViewFeeds } from '../media/viewFeeds.js';
+import { PeerSession } from '../rtc/native.js';
+import { Channel, type PortLike } from './channel.js';
+import type { NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
+import { RtcPeer } from './RtcPeer.js';
+
+const channel = new Channel<NoRequests, RtcRequests, RtcEvents, NoEvents>(parentPort as unknown as PortLike);
+const log = createLogger('rtc');
+const peers = new Map<string, RtcPeer>();
+const feeds = new ViewFeeds((key) => channel.notify('view.keyframe', { key }));
+
+const peer = (id: string) => {
+  const p = peers.get(id);
+  if (!p) throw new NotFoundError(`no peer "${id}" on this worker`);
+  return p;
+};
+
+channel.serve({
+  async init({ logLevel }) {
+    setLogLevel(logLevel as LogLevel);
+    await PeerSession.warmUp().catch(() => undefined);
+    return { feedPort: await feeds.open() };
+  },
+  async 'peer.open'({ id, offer, rtc, label }) {
+    const session = await PeerSession.answer(offer, rtc);
+    const p = new RtcPeer(id, session, {
+      log: log.child(label),
+      switched: (key, ms) => channel.notify('peer.switched', { id, key, ms }),
+      state: (state) => channel.notify('peer.state', { id, state }),
+    });
+    peers.set(id, p);
+    try {
+      const audioOutPort = await p.openAudioOut();
+      return { answer: session.answerSdp, tracks: session.tracks, audioOutPort };
+    } catch (err) {
+      peers.delete(id);
+      await p.close();
+      throw err;
+    }
+  },
+  'peer.targets'({ id, videoInPort, audioInPort }) {
+    peer(id).setTargets(videoInPort, audioInPort);
+  },
+  'peer.follow'({ id, key }) {
+    peers.get(id)?.follow(feeds.feed(key));
+  },
+  'peer.pli'({ id }) {
+    peers.get(id)?.requestKeyframe();
+  },
+  async 'peer.close'({ id }) {
+    const p = peers.get(id);
+    peers.delete(id);
+    await p?.close();
+  },
+  'view.generation'({ key, codec, ssrc }) {
+    feeds.generation(key, codec, ssrc);
+  },
+  'view.forget'({ key }) {
+    feeds.forget(key);
+  },
+});
+
+// The media side decides; the control side hears it four times a second.
+setInterval(() => {
+  if (peers.size === 0) return;
+  channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]) });
+}, 250);
