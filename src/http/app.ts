@@ -196,6 +196,19 @@ export function createApp(mcu: Mcu): express.Express {
     res.status(204).end();
   });
 
+  if (mcu.config.testHooks) {
+    // Test mode only (MCU_TEST_HOOKS=1): hold the control thread in a busy loop, as a long
+    // synchronous job would, to prove that media does not wait for it.
+    app.post('/v1/test/stall', (req, res) => {
+      const ms = Math.min(Number(req.query.ms ?? 1000) || 0, 10_000);
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms) {
+        // busy on purpose
+      }
+      res.json({ stalledMs: Math.round(performance.now() - t0) });
+    });
+  }
+
   app.use('/v1', (_req, _res, next) => next(new McuError(404, 'not_found', 'no such API route')));
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RtpPacket } from 'werift';
+import type { GstPipeline } from '../../src/gst/native.js';
+import { LocalUdp } from '../../src/media/localUdp.js';
+import { colourSender, toneSender } from '../helpers/media.js';
+import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
+
+let server: ServerProcess;
+const cleanup: Array<() => unknown> = [];
+beforeAll(async () => {
+  server = await startServerProcess({ MCU_TEST_HOOKS: '1' });
+});
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+  expect(await server.stop()).toBe(0);
+});
+
+/** Feeds GStreamer-made VP8 and Opus RTP into a werift peer's outgoing tracks. */
+async function publish(peer: WeriftPeer, rgb: [number, number, number], freq: number) {
+  for (const kind of ['video', 'audio'] as const) {
+    const track = peer.send[kind]!;
+    const udp = await LocalUdp.open((b) => track.writeRtp(RtpPacket.deSerialize(b)));
+    const p: GstPipeline = kind === 'video' ? colourSender(rgb, udp.port) : toneSender(freq, udp.port);
+    cleanup.push(() => p.close(), () => udp.close());
+  }
+}
+
+/** When each video frame (marker bit) and each audio packet reached a peer, in performance.now() ms. */
+function arrivals(peer: WeriftPeer) {
+  const a = { video: [] as number[], audio: [] as number[] };
+  peer.onRtp('video', (rtp) => rtp.header.marker && a.video.push(performance.now()));
+  peer.onRtp('audio', () => a.audio.push(performance.now()));
+  return a;
+}
+
+const within = (xs: number[], from: number, to: number) => xs.filter((t) => t >= from && t < to);
+const maxGap = (xs: number[]) => xs.slice(1).reduce((m, t, i) => Math.max(m, t - xs[i]), 0);
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string) {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('the media plane runs off the control thread', () => {
+  it('keeps every viewer at 30 fps and every mix without a gap over 60 ms while the control thread is stalled for 1 s', async () => {
+    const people: Array<{ peer: WeriftPeer; got: ReturnType<typeof arrivals> }> = [];
+    const colours: Array<[number, number, number]> = [[220, 30, 30], [30, 200, 40], [40, 50, 220]];
+    for (const [i, rgb] of colours.entries()) {
+      const peer = await joinWerift(server.url, 'stall', `P${i}`, { audio: 'sendrecv', video: 'sendrecv' });
+      cleanup.push(() => peer.close());
+      const got = arrivals(peer);
+      await publish(peer, rgb, 400 + 300 * i);
+      people.push({ peer, got });
+    }
+    // Everyone sees the other two (a composite of both live videos) and hears the mix.
+    await until(async () => {
+      const room = (await apiCall(server.url, 'GET', '/v1/rooms/stall')).body;
+      return room.participants.every((p: { videoLive: boolean }) => p.videoLive);
+    }, 20_000, 'every video live');
+    const now = performance.now();
+    await until(() => people.every(({ got }) => within(got.video, now, Infinity).length > 45 && within(got.audio, now, Infinity).length > 75), 20_000, 'steady media');
+
+    const t0 = performance.now();
+    const stall = await apiCall(server.url, 'POST', '/v1/test/stall?ms=1000');
+    const t1 = performance.now();
+    expect(stall.status).toBe(200);
+    expect(stall.body.stalledMs).toBeGreaterThanOrEqual(1000);
+    expect(t1 - t0).toBeGreaterThanOrEqual(1000);
+    // And the control thread noticed its own stall.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(Number(/mcu_event_loop_max_stall_ms (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(900);
+
+    await new Promise((r) => setTimeout(r, 300)); // packets of the stall's last instants arrive
+    for (const [i, { got }] of people.entries()) {
+      const frames = within(got.video, t0, t1);
+      const audio = within(got.audio, t0 - 100, t1 + 100);
+      const fps = ((frames.length - 1) * 1000) / (frames.at(-1)! - frames[0]);
+      console.log(`P${i} during the stall: ${frames.length} frames in ${(t1 - t0).toFixed(0)} ms (${fps.toFixed(1)} fps), largest frame gap ${maxGap(frames).toFixed(0)} ms, largest audio gap ${maxGap(audio).toFixed(0)} ms`);
+      expect(fps, `P${i} fps`).toBeGreaterThanOrEqual(27);
+      expect(maxGap(frames), `P${i} frame gap`).toBeLessThan(150);
+      expect(maxGap(audio), `P${i} audio gap`).toBeLessThanOrEqual(60);
+    }
+  });
+});
