@@ -34,6 +34,9 @@ export interface McuConfig {
   peerTimeoutMs: number;
   /** MCU_RTC_WORKERS: threads that carry the peers' WebRTC sessions. Default 0: one per core. */
   rtcWorkers: number;
+  /** MCU_MEDIA_NICE: the nice value of the threads that carry packets (RTC and mixer workers),
+   * from -20 to 0. Default -10. 0 leaves them as they are. */
+  mediaNice: number;
   /** MCU_TEST_HOOKS=1: test-only routes (e.g. stalling the control thread on purpose). Default off. */
   testHooks: boolean;
 }
@@ -76,6 +79,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     speakerHoldMs: int('MCU_SPEAKER_HOLD_MS', env.MCU_SPEAKER_HOLD_MS, 1500, 0, 60_000),
     peerTimeoutMs: int('MCU_PEER_TIMEOUT_MS', env.MCU_PEER_TIMEOUT_MS, 5000, 1000, 120_000),
     rtcWorkers: int('MCU_RTC_WORKERS', env.MCU_RTC_WORKERS, 0, 0, 64),
+    mediaNice: int('MCU_MEDIA_NICE', env.MCU_MEDIA_NICE, -10, -20, 0),
     testHooks: env.MCU_TEST_HOOKS === '1',
   };
 }

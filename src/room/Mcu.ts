@@ -2,6 +2,7 @@ import type { McuConfig } from '../core/config.js';
 import { BadRequestError, InvalidStateError, NotFoundError } from '../core/errors.js';
 import { LayoutRegistry } from '../core/layouts.js';
 import { createLogger } from '../core/log.js';
+import { LoopLagMonitor } from '../core/loopLag.js';
 import { loadPresets, PROJECT_ROOT } from '../core/pipelines.js';
 import { ImageRenderer } from '../render/images.js';
 import { spawnMixerWorker, spawnRtcWorker, type MixerWorker, type RtcWorker } from '../workers/MediaWorker.js';
@@ -47,9 +48,11 @@ export class Mcu {
   #closed = false;
   #guests = 0;
 
-  readonly #lagTimer: NodeJS.Timeout;
-  /** Largest event-loop stall seen, in ms: while the loop is blocked no RTP moves. */
-  maxLoopLagMs = 0;
+  readonly #lag: LoopLagMonitor;
+  /** Largest stall of the control thread's event loop, in ms. Media does not wait for it. */
+  get maxLoopLagMs(): number {
+    return this.#lag.maxLagMs;
+  }
 
   /** Spawns the media workers: one RTC worker per core (MCU_RTC_WORKERS), and the mixer. */
   static async create(config: McuConfig): Promise<Mcu> {
@@ -66,7 +69,7 @@ export class Mcu {
   }
 
   async #startRtcWorker(index: number): Promise<void> {
-    const w = await spawnRtcWorker(index, this.config.logLevel);
+    const w = await spawnRtcWorker(index, this.config.logLevel, this.config.mediaNice);
     this.rtcWorkers[index] = w;
     const room = (id: string) => this.#peerRooms.get(id);
     w.channel.on('peer.state', ({ id, state }) => room(id)?.peerState(id, state));
@@ -89,7 +92,7 @@ export class Mcu {
   }
 
   async #startMixer(): Promise<void> {
-    const m = await spawnMixerWorker(this.config.logLevel);
+    const m = await spawnMixerWorker(this.config.logLevel, this.config.mediaNice);
     this.#mixer = m;
     m.channel.on('levels', ({ room, levels }) => this.rooms.get(room)?.levels(new Map(levels)));
     m.on('died', (err) => {
@@ -114,15 +117,7 @@ export class Mcu {
     this.#renderer = new ImageRenderer(config.cacheDir);
     // Recordings from earlier runs stay listed and downloadable.
     for (const rec of Recording.restoreAll(config.recordingsDir, this.#log)) this.recordings.set(rec.id, rec);
-    let last = performance.now();
-    this.#lagTimer = setInterval(() => {
-      const now = performance.now();
-      const lag = now - last - 50;
-      last = now;
-      if (lag > this.maxLoopLagMs) this.maxLoopLagMs = Math.round(lag);
-      if (lag > 100) this.#log.warn(`event loop was blocked for ${Math.round(lag)} ms`);
-    }, 50);
-    this.#lagTimer.unref();
+    this.#lag = new LoopLagMonitor('mcu');
   }
 
   room(id: string): Room {
@@ -250,7 +245,7 @@ export class Mcu {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#lagTimer);
+    this.#lag.close();
     // Graceful shutdown finalises every recording before anything else goes.
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.rooms.values()].map((r) => r.close()));

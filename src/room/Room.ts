@@ -91,7 +91,10 @@ export class Room {
   // What the RTC workers report about this room's peers.
 
   peerState(id: string, state: string): void {
-    if ((state === 'failed' || state === 'closed') && this.participants.has(id)) void this.leave(id).catch(() => undefined);
+    if ((state === 'failed' || state === 'closed') && this.participants.has(id)) {
+      this.#log.warn(`peer connection ${state}; removing it`, { participant: id });
+      void this.leave(id).catch(() => undefined);
+    }
   }
 
   peerStats(id: string, stats: PeerStats): void {

@@ -59,14 +59,14 @@ export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends Ty
 export type RtcWorker = MediaWorker<RtcRequests, RtcEvents> & { feedPort: number };
 export type MixerWorker = MediaWorker<MixerRequests, MixerEvents>;
 
-export async function spawnRtcWorker(index: number, logLevel: string): Promise<RtcWorker> {
+export async function spawnRtcWorker(index: number, logLevel: string, nice: number): Promise<RtcWorker> {
   const w = new MediaWorker<RtcRequests, RtcEvents>('rtc', index) as RtcWorker;
-  w.feedPort = (await w.channel.request('init', { logLevel })).feedPort;
+  w.feedPort = (await w.channel.request('init', { logLevel, nice })).feedPort;
   return w;
 }
 
-export async function spawnMixerWorker(logLevel: string): Promise<MixerWorker> {
+export async function spawnMixerWorker(logLevel: string, nice: number): Promise<MixerWorker> {
   const w = new MediaWorker<MixerRequests, MixerEvents>('mixer', 0);
-  await w.channel.request('init', { logLevel });
+  await w.channel.request('init', { logLevel, nice });
   return w;
 }

@@ -31,6 +31,11 @@ export class RtcPeer {
   readonly #missing = new Set<number>();
   #lossTimer?: NodeJS.Timeout;
   readonly #unsubscribe: Array<() => void> = [];
+  /** Largest interval between two mix packets sent to the peer since the last stats report. */
+  #audioGapMs = 0;
+  #lastAudioOut = 0;
+  /** Recent stats windows' largest audio gaps, for a 10 s figure. */
+  readonly #audioGaps: Array<[number, number]> = [];
   pliSent = 0;
   videoPacketsIn = 0;
   audioPacketsIn = 0;
@@ -73,6 +78,10 @@ export class RtcPeer {
       const rtp = parseRtp(pkt);
       if (!rtp) return;
       this.#audioRewriter.rewrite(pkt, rtp, this.#audioOut);
+      const now = performance.now();
+      if (this.#lastAudioOut > 0) this.#audioGapMs = Math.max(this.#audioGapMs, now - this.#lastAudioOut);
+      if (process.env.MCU_DEBUG_GAPS && this.#lastAudioOut > 0 && now - this.#lastAudioOut > 50) console.error(`[gap] audio ${Math.round(now - this.#lastAudioOut)} ms peer=${this.id.slice(0, 8)} ts=${rtp.timestamp} seq=${rtp.sequenceNumber}`);
+      this.#lastAudioOut = now;
       this.session.sendRtp('audio', pkt);
     });
     return this.#audioOut.port;
@@ -122,6 +131,17 @@ export class RtcPeer {
     this.session.requestKeyframe();
   }
 
+  /** Largest gap between mix packets sent in the last ~10 s (and up to now). */
+  #maxAudioGapMs(): number | null {
+    if (!this.#audioOut) return null;
+    const now = performance.now();
+    const open = this.#lastAudioOut > 0 ? now - this.#lastAudioOut : 0;
+    this.#audioGaps.push([now, Math.max(this.#audioGapMs, open)]);
+    this.#audioGapMs = 0;
+    while (this.#audioGaps.length > 0 && this.#audioGaps[0][0] < now - 10_000) this.#audioGaps.shift();
+    return Math.round(Math.max(...this.#audioGaps.map(([, g]) => g)));
+  }
+
   stats(): PeerStats {
     const v = this.videoOut;
     return {
@@ -135,6 +155,7 @@ export class RtcPeer {
       bytesSent: v?.bytesSent ?? 0,
       fps: v ? +v.fps().toFixed(2) : 0,
       maxFrameGapMs: v ? v.maxFrameGapMs() : null,
+      maxAudioGapMs: this.#maxAudioGapMs(),
       lastSwitchMs: v?.lastSwitchMs ?? null,
       droppedWaitingKeyframe: v?.droppedWaitingKeyframe ?? 0,
     };

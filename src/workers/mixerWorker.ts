@@ -10,9 +10,13 @@ import { setLogLevel, type LogLevel } from '../core/log.js';
 import { L16Packetizer, pcmAtPacket } from '../media/l16.js';
 import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { AudioMixer } from '../media/audioMixer.js';
+import { LoopLagMonitor } from '../core/loopLag.js';
+import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
 import type { MixerEvents, MixerRequests, NoEvents, NoRequests } from './protocol.js';
 
+const lag = new LoopLagMonitor(`mixer-worker`);
+void lag;
 const channel = new Channel<NoRequests, MixerRequests, MixerEvents, NoEvents>(parentPort as unknown as PortLike);
 
 interface RoomMix {
@@ -36,8 +40,9 @@ function closeRoom(id: string): void {
 }
 
 channel.serve({
-  init({ logLevel }) {
+  init({ logLevel, nice }) {
     setLogLevel(logLevel as LogLevel);
+    raiseThreadPriority('mixer-worker', nice);
   },
   async 'input.add'({ room, id }) {
     const r = roomMix(room);

@@ -18,12 +18,14 @@ export interface PeerStats {
   bytesSent: number;
   fps: number;
   maxFrameGapMs: number | null;
+  /** Largest gap between mix packets sent to the peer in the last ~10 s. */
+  maxAudioGapMs: number | null;
   lastSwitchMs: number | null;
   droppedWaitingKeyframe: number;
 }
 
 export type RtcRequests = {
-  init: [{ logLevel: string }, { feedPort: number }];
+  init: [{ logLevel: string; nice: number }, { feedPort: number }];
   /** Answers a WHIP offer; opens the socket the peer's encoded mix comes back on. */
   'peer.open': [{ id: string; offer: string; rtc: RtcOptions; label: Record<string, string> }, { answer: string; tracks: Partial<Record<MediaKind, TrackInfo>>; audioOutPort?: number }];
   /** Where the peer's RTP goes: its ingest pipeline's sockets. */
@@ -48,7 +50,7 @@ export type RtcEvents = {
 };
 
 export type MixerRequests = {
-  init: [{ logLevel: string }, void];
+  init: [{ logLevel: string; nice: number }, void];
   /** Decoded PCM of `id` arrives on the returned port. */
   'input.add': [{ room: string; id: string }, { port: number }];
   'input.remove': [{ room: string; id: string }, void];

@@ -8,10 +8,14 @@ import { NotFoundError } from '../core/errors.js';
 import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
 import { ViewFeeds } from '../media/viewFeeds.js';
 import { PeerSession } from '../rtc/native.js';
+import { LoopLagMonitor } from '../core/loopLag.js';
+import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
 import type { NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
 import { RtcPeer } from './RtcPeer.js';
 
+const lag = new LoopLagMonitor(`rtc-worker`);
+void lag;
 const channel = new Channel<NoRequests, RtcRequests, RtcEvents, NoEvents>(parentPort as unknown as PortLike);
 const log = createLogger('rtc');
 const peers = new Map<string, RtcPeer>();
@@ -24,8 +28,9 @@ const peer = (id: string) => {
 };
 
 channel.serve({
-  async init({ logLevel }) {
+  async init({ logLevel, nice }) {
     setLogLevel(logLevel as LogLevel);
+    raiseThreadPriority('rtc-worker', nice);
     await PeerSession.warmUp().catch(() => undefined);
     return { feedPort: await feeds.open() };
   },

@@ -131,6 +131,14 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
     const location = res.headers.get('Location')!;
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
     const sampler = document.createElement('canvas');
+    // When each frame of the remote video was presented, for the largest gap a person saw.
+    const presented: number[] = [];
+    const onFrame = (now: number) => {
+      presented.push(now);
+      if (presented.length > 6000) presented.splice(0, 3000);
+      (video as any).requestVideoFrameCallback(onFrame);
+    };
+    (video as any).requestVideoFrameCallback(onFrame);
     w.mcuTest = {
       pc,
       video,
@@ -167,6 +175,22 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
         return out;
       },
       state: () => pc.connectionState,
+      now: () => performance.now(),
+      /** Frames presented since `from` (page clock) and the largest gap between them, up to now. */
+      presented(from: number) {
+        const t = presented.filter((x) => x >= from);
+        let gap = t.length ? performance.now() - t[t.length - 1] : performance.now() - from;
+        for (let i = 1; i < t.length; i++) gap = Math.max(gap, t[i] - t[i - 1]);
+        return { frames: t.length, maxGapMs: Math.round(gap) };
+      },
+      async audioStats() {
+        const r = await pc.getStats();
+        let out: any = null;
+        r.forEach((s: any) => {
+          if (s.type === 'inbound-rtp' && s.kind === 'audio') out = { concealmentEvents: s.concealmentEvents ?? 0, concealedSamples: s.concealedSamples ?? 0, silentConcealedSamples: s.silentConcealedSamples ?? 0, totalSamplesReceived: s.totalSamplesReceived ?? 0 };
+        });
+        return out;
+      },
     };
     return { location };
   }, opts);
