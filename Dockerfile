@@ -25,4 +25,4 @@ RUN node node_modules/typescript/bin/tsc -p . && npm prune --omit=dev --no-audit
 ENV HOST=0.0.0.0 PORT=8080 MCU_RTC_PORTS=40000-40999 MCU_RECORDINGS_DIR=/data/recordings MCU_CACHE_DIR=/tmp/mcu-cache
 EXPOSE 8080 40000-40999/udp
 VOLUME /data
-CMD ["node", "bin/mcu.cjs"]
+CMD ["bin/mcu"]

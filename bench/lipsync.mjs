@@ -23,8 +23,8 @@ const SWITCH_S = Number(process.env.LIPSYNC_SWITCH_S ?? 20);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-lipsync-'));
 
-const proc = spawn(process.execPath, [path.join(ROOT, 'bin/mcu.cjs')], {
-  env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_RECORDINGS_DIR: dir, MCU_CACHE_DIR: path.join(dir, 'cache') },
+const proc = spawn(path.join(ROOT, 'bin/mcu'), [], {
+  env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_RECORDINGS_DIR: dir, MCU_CACHE_DIR: path.join(dir, 'cache') },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const url = await new Promise((resolve) => {

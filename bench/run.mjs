@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Benchmark: capacity, cost per participant, overhead against bare GStreamer, join time.
-// Runs the real server (bin/mcu.cjs) and lightweight werift publishers on loopback only; prints a
+// Runs the real server (bin/mcu) and lightweight werift publishers on loopback only; prints a
 // table and writes bench/results/latest.json. Run it with `npm run bench` (inside `unshare -n`).
 //   BENCH_SECONDS   measured seconds per room size (default 20)
 //   BENCH_SIZES     room sizes to try, e.g. "2,4,8" (default 2,4,6,8,10,12 until real time is lost)
@@ -29,8 +29,8 @@ const cpuSeconds = (pid) => {
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
 async function startServer() {
-  const proc = spawn(process.execPath, [path.join(ROOT, 'bin/mcu.cjs')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache') },
+  const proc = spawn(path.join(ROOT, 'bin/mcu'), [], {
+    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache') },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise((resolve, reject) => {

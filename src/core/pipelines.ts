@@ -50,11 +50,24 @@ export const EL = {
   videoPay: 'vpay',
   videoEnc: 'venc',
   audioEnc: 'aenc',
+  videoJitter: 'vjb',
+  audioJitter: 'ajb',
+  /** The queue in front of a composite's encoder: the encoder runs in its thread. */
+  encoderQueue: 'venq',
   /** A composite's multiudpsink. */
   videoOut: 'vout',
   /** The recorder's appsrc for the recording composite's RTP. */
   videoRtpIn: 'vrtpin',
 } as const;
+
+/**
+ * The priority of each kind of GStreamer streaming thread (named "element:pad" after the elements
+ * above): audio first, then the video that viewers are watching; setup and everything else after.
+ */
+export const threadRules = (mediaNice: number) => [
+  { pattern: /^(mixin|ain|ajb):src$/, nice: mediaNice },
+  { pattern: /^(vin|vjb|comp|venq):src$/, nice: Math.round(mediaNice / 2) },
+];
 
 /** multiudpsink's `clients`: loopback ports as host:port pairs. */
 export const udpClients = (ports: number[]) => ports.map((p) => `127.0.0.1:${p}`).join(',');
@@ -83,7 +96,7 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
     parts.push(
       [
         `udpsrc name=${EL.videoIn} address=127.0.0.1 port=0 buffer-size=4194304 caps=${q(`${p.caps},payload=${spec.video.payloadType}`)}`,
-        'rtpjitterbuffer latency=60 do-lost=true drop-on-latency=true',
+        `rtpjitterbuffer name=${EL.videoJitter} latency=60 do-lost=true drop-on-latency=true`,
         p.depayloader,
         p.decoder,
         'videoconvert',
@@ -99,7 +112,7 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
     parts.push(
       [
         `udpsrc name=${EL.audioIn} address=127.0.0.1 port=0 buffer-size=1048576 caps=${q(`${p.caps},payload=${spec.audio.payloadType}`)}`,
-        'rtpjitterbuffer latency=40 do-lost=true drop-on-latency=true',
+        `rtpjitterbuffer name=${EL.audioJitter} latency=40 do-lost=true drop-on-latency=true`,
         p.depayloader,
         p.decoder,
         'audioconvert',
@@ -197,7 +210,7 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
     // A viewer wants the newest picture: drop what the encoder cannot keep up with. A recording
     // (steadyTiles) wants every picture, late or not, each with its own timestamp: it queues up
     // to a second before dropping.
-    `queue max-size-buffers=${spec.steadyTiles ? spec.fps : 2} max-size-bytes=0 max-size-time=0 leaky=downstream`,
+    `queue name=${EL.encoderQueue} max-size-buffers=${spec.steadyTiles ? spec.fps : 2} max-size-bytes=0 max-size-time=0 leaky=downstream`,
     fill(p.encoder, {
       bitrate: spec.bitrate,
       kbps: Math.round(spec.bitrate / 1000),

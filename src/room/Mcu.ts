@@ -3,7 +3,8 @@ import { BadRequestError, InvalidStateError, NotFoundError } from '../core/error
 import { LayoutRegistry } from '../core/layouts.js';
 import { createLogger } from '../core/log.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
-import { loadPresets, PROJECT_ROOT } from '../core/pipelines.js';
+import { loadPresets, PROJECT_ROOT, threadRules } from '../core/pipelines.js';
+import { GstThreadPriorities } from '../core/threadPriority.js';
 import { ImageRenderer } from '../render/images.js';
 import { spawnMixerWorker, spawnRtcWorker, type MixerWorker, type RtcWorker } from '../workers/MediaWorker.js';
 import os from 'node:os';
@@ -49,6 +50,7 @@ export class Mcu {
   #guests = 0;
 
   readonly #lag: LoopLagMonitor;
+  #priorityTimer?: NodeJS.Timeout;
   /** Largest stall of the control thread's event loop, in ms. Media does not wait for it. */
   get maxLoopLagMs(): number {
     return this.#lag.maxLagMs;
@@ -118,6 +120,11 @@ export class Mcu {
     // Recordings from earlier runs stay listed and downloadable.
     for (const rec of Recording.restoreAll(config.recordingsDir, this.#log)) this.recordings.set(rec.id, rec);
     this.#lag = new LoopLagMonitor('mcu');
+    if (config.mediaNice !== 0) {
+      const priorities = new GstThreadPriorities(threadRules(config.mediaNice));
+      this.#priorityTimer = setInterval(() => priorities.sweep(), 500);
+      this.#priorityTimer.unref();
+    }
   }
 
   room(id: string): Room {
@@ -246,6 +253,7 @@ export class Mcu {
     if (this.#closed) return;
     this.#closed = true;
     this.#lag.close();
+    clearInterval(this.#priorityTimer);
     // Graceful shutdown finalises every recording before anything else goes.
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.rooms.values()].map((r) => r.close()));

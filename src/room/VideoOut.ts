@@ -106,10 +106,6 @@ export class VideoOut {
     if (p.rtp.marker) {
       this.framesSent++;
       const now = performance.now();
-      const prev = this.#frameTimes.at(-1);
-      if (process.env.MCU_DEBUG_GAPS && prev && now - prev > 100) {
-        console.error(`[gap] video ${Math.round(now - prev)} ms view=${view.key.slice(0, 30)} sinceSwitch=${Math.round(now - this.#pendingSince)} pending=${!!this.#pending} ts=${p.rtp.timestamp} ptsAge=${Math.round((p.rtp.timestamp / 90) % 100000)}`);
-      }
       this.#frameTimes.push(now);
       if (this.#frameTimes.length > 600) this.#frameTimes.splice(0, 300);
     }

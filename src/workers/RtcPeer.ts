@@ -80,7 +80,6 @@ export class RtcPeer {
       this.#audioRewriter.rewrite(pkt, rtp, this.#audioOut);
       const now = performance.now();
       if (this.#lastAudioOut > 0) this.#audioGapMs = Math.max(this.#audioGapMs, now - this.#lastAudioOut);
-      if (process.env.MCU_DEBUG_GAPS && this.#lastAudioOut > 0 && now - this.#lastAudioOut > 50) console.error(`[gap] audio ${Math.round(now - this.#lastAudioOut)} ms peer=${this.id.slice(0, 8)} ts=${rtp.timestamp} seq=${rtp.sequenceNumber}`);
       this.#lastAudioOut = now;
       this.session.sendRtp('audio', pkt);
     });

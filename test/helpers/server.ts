@@ -12,7 +12,7 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the real server (bin/mcu.cjs, built dist/) on a free port, ICE on 127.0.0.1 only. */
+/** Starts the real server (bin/mcu, built dist/) on a free port, ICE on 127.0.0.1 only. */
 export async function startServerProcess(env: Record<string, string> = {}, opts: { pinCpu?: boolean } = {}): Promise<ServerProcess> {
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-test-'));
   // MCU_TEST_NODE_ARGS passes extra flags to the server's node (e.g. --cpu-prof) when investigating.
@@ -21,7 +21,7 @@ export async function startServerProcess(env: Record<string, string> = {}, opts:
   // (test/helpers/chromium.sh), so on this 2-core machine neither starves the other, as a server
   // and its remote users would not.
   const pin = opts.pinCpu && os.cpus().length > 1 ? ['taskset', '-c', '0'] : [];
-  const [cmd, ...args] = [...pin, process.execPath, ...nodeArgs, path.join(ROOT, 'bin', 'mcu.cjs')];
+  const [cmd, ...args] = [...pin, path.join(ROOT, 'bin', 'mcu')];
   const proc = spawn(cmd, args, {
     cwd: ROOT,
     env: {
@@ -33,6 +33,8 @@ export async function startServerProcess(env: Record<string, string> = {}, opts:
       MCU_CACHE_DIR: path.join(cache, 'cache'),
       MCU_RECORDINGS_DIR: path.join(cache, 'recordings'),
       LOG_LEVEL: 'info',
+      NODE: process.execPath,
+      MCU_NODE_ARGS: nodeArgs.join(' '),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -60,9 +60,9 @@ describe('compositeLaunch', () => {
     const rec = compositeLaunch(spec({ steadyTiles: true }), presets);
     expect(rec).toContain('intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale');
     expect(rec).toContain('compositor name=comp background=black start-time-selection=first latency=33333333');
-    expect(rec).toContain('queue max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
+    expect(rec).toContain('queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
     expect(launch).not.toContain('latency=');
-    expect(launch).toContain('queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
+    expect(launch).toContain('queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
   });
 
   it('draws name plates with quoted paths', () => {
