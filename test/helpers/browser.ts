@@ -188,7 +188,7 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
         const r = await pc.getStats();
         let out: any = null;
         r.forEach((s: any) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video') out = { framesDecoded: s.framesDecoded ?? 0, freezeCount: s.freezeCount ?? 0, framesPerSecond: s.framesPerSecond ?? 0, frameWidth: s.frameWidth, codecId: s.codecId };
+          if (s.type === 'inbound-rtp' && s.kind === 'video') out = { framesDecoded: s.framesDecoded ?? 0, freezeCount: s.freezeCount ?? 0, framesPerSecond: s.framesPerSecond ?? 0, frameWidth: s.frameWidth, codecId: s.codecId, packetsLost: s.packetsLost ?? 0, nackCount: s.nackCount ?? 0, pliCount: s.pliCount ?? 0, keyFramesDecoded: s.keyFramesDecoded ?? 0, framesDropped: s.framesDropped ?? 0 };
         });
         return out;
       },
