@@ -2,10 +2,15 @@
 // Benchmark: capacity, cost per participant, overhead against bare GStreamer, join time.
 // Runs the real server (bin/mcu) and lightweight werift publishers on loopback only; prints a
 // table and writes bench/results/latest.json. Run it with `npm run bench` (inside `unshare -n`).
+// The load (publishers and viewers) comes from bench/generator.mjs, a separate process whose CPU
+// is printed next to the server's.
 //   BENCH_SECONDS   measured seconds per room size (default 20)
-//   BENCH_SIZES     room sizes to try, e.g. "2,4,8" (default 2,4,6,8,10,12 until real time is lost)
+//   BENCH_SIZES_A   case (a) sizes, one shared 1280x720 layout (default 8,16,24,30, until real time is lost)
+//   BENCH_SIZES_B   case (b) sizes, per-viewer 640x360 composites (default 4,6,8,10,12)
+//   BENCH_SIZES_AUDIO  audio-only room sizes (default 10,20,30,40)
 //   BENCH_JOINS     Chromium joins timed for the join-time figure (default 10; 0 skips it)
-import { execFileSync, spawn } from 'node:child_process';
+//   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join (default all)
+import { execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +22,11 @@ const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
 const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
 const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
-const SIZES = (process.env.BENCH_SIZES ?? '2,4,6,8,10,12').split(',').map(Number);
+const sizes = (name, def) => (process.env[name] ?? def).split(',').map(Number);
+const SIZES_A = sizes('BENCH_SIZES_A', '8,16,24,30');
+const SIZES_B = sizes('BENCH_SIZES_B', '4,6,8,10,12');
+const SIZES_AUDIO = sizes('BENCH_SIZES_AUDIO', '10,20,30,40');
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,audio,bare,switch,latency,join').split(','));
 const JOINS = Number(process.env.BENCH_JOINS ?? 10);
 const FPS = 30;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -28,9 +37,9 @@ const cpuSeconds = (pid) => {
 };
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
-async function startServer() {
+async function startServer(env = {}) {
   const proc = spawn(path.join(ROOT, 'bin/mcu'), [], {
-    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache') },
+    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise((resolve, reject) => {
@@ -110,36 +119,84 @@ async function joinPeer(url, room, name, source) {
   return handle;
 }
 
-async function measureRoom(server, source, n, shared = false) {
-  const room = `bench-${shared ? 'a' : 'b'}-${n}`;
-  const peers = [];
-  for (let i = 0; i < n; i++) {
-    peers.push(await joinPeer(server.url, room, `p${i}`, source));
-    // Case (a): one layout for all, self-view on, so every viewer's composition is the same.
-    if (shared && i === 0) await fetch(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
-  }
+/** The load generator: a child process (bench/generator.mjs) with werift peers over worker threads. */
+async function startGenerator() {
+  const proc = fork(path.join(ROOT, 'bench/generator.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await new Promise((resolve, reject) => {
+    proc.once('message', resolve);
+    proc.once('exit', (c) => reject(new Error(`generator exited ${c}`)));
+  });
+  const pending = new Map();
+  let nextId = 1;
+  proc.on('message', (m) => {
+    pending.get(m.id)?.(m);
+    pending.delete(m.id);
+  });
+  const call = (msg) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m.result)));
+      proc.send({ ...msg, id });
+    });
+  return { proc, call, close: () => proc.disconnect() };
+}
+
+/** The largest frame gap at the server's egress (its own per-viewer figure over the last 10 s). */
+async function serverFrameGap(server, room) {
+  const r = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
+  return Math.max(0, ...r.participants.map((p) => p.stats.maxFrameGapMs ?? 0));
+}
+
+/**
+ * One room of n people, every one a publisher and a viewer. Case (a): one shared 1280x720 layout
+ * with self-view, so one compositor and encoder serve everyone. Case (b): each viewer its own
+ * 640x360 mix-minus composite. 'audio': audio-only people, mix-minus only.
+ */
+async function stopServer(server) {
+  server.proc.kill('SIGTERM');
+  await new Promise((r) => server.proc.once('exit', r));
+}
+
+async function measureRoom(server, gen, n, kind) {
+  const room = `bench-${kind}-${n}`;
+  await fetch(`${server.url}/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: room }) });
+  if (kind === 'a') await fetch(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
+  for (let i = 0; i < n; i++) await gen.call({ cmd: 'join', url: server.url, room, name: `p${i}`, video: kind !== 'audio' });
   await sleep(6000); // every decoder and composite up, every viewer on its final composition
-  peers.forEach((p) => (p.stats.measuring = true));
+  await gen.call({ cmd: 'measure', on: true });
   const cpu0 = cpuSeconds(server.proc.pid);
+  const gcpu0 = cpuSeconds(gen.proc.pid);
   const t0 = performance.now();
-  await sleep(SECONDS * 1000);
+  let gap = 0;
+  const samples = Math.max(1, Math.floor(SECONDS / 5));
+  for (let i = 0; i < samples; i++) {
+    await sleep((SECONDS * 1000) / samples);
+    if (kind !== 'audio') gap = Math.max(gap, await serverFrameGap(server, room));
+  }
   const wall = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(server.proc.pid) - cpu0;
-  peers.forEach((p) => (p.stats.measuring = false));
+  const gcpu = cpuSeconds(gen.proc.pid) - gcpu0;
+  await gen.call({ cmd: 'measure', on: false });
+  const stats = await gen.call({ cmd: 'stats' });
   const roomInfo = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
-  const fps = peers.map((p) => p.stats.frames / wall);
+  const fps = stats.filter((s) => s.video).map((s) => s.frames / wall);
   const result = {
-    case: shared ? 'a' : 'b',
+    case: kind,
     participants: n,
     encoders: roomInfo.encoders,
-    minFps: +Math.min(...fps).toFixed(1),
-    medianFps: +pct(fps, 50).toFixed(1),
-    maxAudioGapMs: Math.round(Math.max(...peers.map((p) => p.stats.maxAudioGap))),
+    minFps: fps.length ? +Math.min(...fps).toFixed(1) : null,
+    medianFps: fps.length ? +pct(fps, 50).toFixed(1) : null,
+    maxAudioGapMs: Math.max(...stats.map((s) => s.maxAudioGapMs)),
+    serverMaxFrameGapMs: kind === 'audio' ? null : gap,
     serverCores: +(cpu / wall).toFixed(2),
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
+    generatorCores: +(gcpu / wall).toFixed(2),
   };
-  result.realTime = result.minFps >= FPS - 1 && result.maxAudioGapMs < 100;
-  for (const p of peers) await p.leave();
+  // Real time: every viewer at 29 fps or more, no audio gap over 100 ms at any receiver, and no
+  // output frame more than 20 ms late at the server.
+  result.realTime =
+    (kind === 'audio' || (result.minFps >= FPS - 1 && gap <= 1000 / FPS + 20)) && result.maxAudioGapMs <= 100 && stats.every((s) => s.audio > 0);
+  await gen.call({ cmd: 'leaveAll' });
   await sleep(1500);
   return result;
 }
@@ -354,40 +411,48 @@ async function joinTimes(server, source) {
 
 const server = await startServer();
 const source = await mediaSource();
+const gen = await startGenerator();
 const rows = [];
-const capacity = { a: 0, b: 0 };
+const capacity = { a: 0, b: 0, audio: 0 };
 let join = null;
 let switching = null;
 let lat = null;
 try {
-  for (const shared of [false, true]) {
-    const sizes = shared ? SIZES.map((n) => n * 2) : SIZES;
-    for (const n of sizes) {
-      const r = await measureRoom(server, source, n, shared);
+  for (const [kind, list] of [['a', SIZES_A], ['b', SIZES_B], ['audio', SIZES_AUDIO]]) {
+    if (!ONLY.has(kind)) continue;
+    // Case (a) composes one 1280x720 picture for everyone: a server of its own with that canvas.
+    const target = kind === 'a' ? await startServer({ MCU_CANVAS: '1280x720', MCU_VIDEO_BITRATE: '2000000' }) : server;
+    for (const n of list) {
+      const r = await measureRoom(target, gen, n, kind);
       rows.push(r);
       console.error(`measured case ${r.case}, ${n} participants: ${JSON.stringify(r)}`);
       if (r.realTime) capacity[r.case] = n;
       else break;
     }
+    if (target !== server) await stopServer(target);
   }
-  for (const r of rows) if (r.case === 'b') r.bareCores = await bareRun(r.participants);
+  if (ONLY.has('bare')) for (const r of rows) if (r.case === 'b') r.bareCores = await bareRun(r.participants);
   for (const r of rows) if (r.bareCores) r.overheadRatio = +(r.serverCores / r.bareCores).toFixed(2);
-  switching = await switchGaps(server, source);
-  console.error(`layout switching: ${JSON.stringify(switching)}`);
-  lat = await latency(server);
-  console.error(`latency: ${JSON.stringify(lat)}`);
-  join = await joinTimes(server, source);
+  if (ONLY.has('switch')) switching = await switchGaps(server, source);
+  if (switching) console.error(`layout switching: ${JSON.stringify(switching)}`);
+  if (ONLY.has('latency')) lat = await latency(server);
+  if (lat) console.error(`latency: ${JSON.stringify(lat)}`);
+  if (ONLY.has('join')) join = await joinTimes(server, source);
 } finally {
+  gen.close();
   await source.close();
-  server.proc.kill('SIGTERM');
-  await new Promise((r) => server.proc.once('exit', r));
+  await stopServer(server);
 }
 
 const result = {
   date: new Date().toISOString(),
   machine: `${os.cpus().length} × ${os.cpus()[0].model}`,
   seconds: SECONDS,
-  cases: { a: 'one shared layout with self-view: one compositor and encoder for everyone', b: 'per-viewer mix-minus composition, one encoder each' },
+  cases: {
+    a: 'one shared 1280x720 layout with self-view: one compositor and encoder for everyone',
+    b: 'per-viewer 640x360 mix-minus composition, one encoder each',
+    audio: 'audio only: mix-minus, one Opus encoder per listener',
+  },
   capacity,
   rows,
   layoutSwitch: switching,
@@ -396,11 +461,13 @@ const result = {
 };
 fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 fs.writeFileSync(path.join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2));
-const header = ['case', 'people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server cores', 'cores/person', 'bare cores', 'server/bare', 'real time'];
-console.log(`\n${SECONDS} s per size on ${result.machine}; (a) ${result.cases.a}; (b) ${result.cases.b}`);
+const header = ['case', 'people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server frame gap ms', 'server cores', 'cores/person', 'generator cores', 'bare cores', 'server/bare', 'real time'];
+console.log(`\n${SECONDS} s per size on ${result.machine}; (a) ${result.cases.a}; (b) ${result.cases.b}; (audio) ${result.cases.audio}`);
 console.log(header.join(' | '));
-for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps, r.medianFps, r.maxAudioGapMs, r.serverCores, r.cpuPerParticipant, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
-console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}`);
+for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps ?? '-', r.medianFps ?? '-', r.maxAudioGapMs, r.serverMaxFrameGapMs ?? '-', r.serverCores, r.cpuPerParticipant, r.generatorCores, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
+console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}, audio only ${capacity.audio}`);
+const audioRows = rows.filter((r) => r.case === 'audio');
+if (audioRows.length) console.log(`audio only: ${audioRows.map((r) => `${r.participants} people ${(r.cpuPerParticipant * 1000).toFixed(0)} millicores each, largest gap ${r.maxAudioGapMs} ms`).join('; ')}`);
 if (switching) console.log(`layout switch (${switching.switches} switches): largest gap between frames at the viewer ${switching.maxGapMs} ms (median of per-switch maxima ${switching.medianMaxGapMs} ms; one frame is ${switching.frameIntervalMs} ms); switch done in median ${switching.switchMedianMs} ms, p95 ${switching.switchP95Ms} ms`);
 if (lat) {
   for (const k of ['video', 'audio']) {
@@ -409,4 +476,7 @@ if (lat) {
   }
 }
 if (join) console.log(`join time, POST to first decoded frame in Chromium: median ${join.medianMs} ms, p95 ${join.p95Ms} ms (${join.samples.length} joins)`);
+const atM = rows.find((r) => r.case === 'b' && r.participants === capacity.b);
+const generatorCores = Math.max(0, ...rows.map((r) => r.generatorCores));
+console.log(`summary: shared=${capacity.a} per-viewer=${capacity.b} ratio=${atM?.overheadRatio ?? '-'} generator-cores=${generatorCores}`);
 process.exit(0);

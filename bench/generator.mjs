@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// The benchmark's load generator, in a process of its own so that the meter is not the load it
+// measures: publishers and viewers are werift peers spread over worker threads, all fed by one
+// shared GStreamer encoder (VP8 640x360 at 30 fps, and Opus). The bench (bench/run.mjs) drives it
+// over the IPC channel of child_process.fork and reads its CPU from /proc.
+//   join { url, room, name, video }  -> { id }     a peer that sends and receives (video optional)
+//   measure { on }                                   start (resetting counters) or stop counting
+//   stats                             -> [{ frames, audio, maxAudioGapMs, maxFrameGapMs }]
+//   leaveAll
+import path from 'node:path';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const FPS = 30;
+
+if (isMainThread) {
+  const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
+  const n = Number(process.env.BENCH_GENERATOR_THREADS ?? Math.max(1, os.availableParallelism()));
+  const workers = [];
+  for (let i = 0; i < n; i++) {
+    const w = new Worker(fileURLToPath(import.meta.url), { workerData: { index: i } });
+    const pending = new Map();
+    let nextId = 1;
+    w.on('message', (m) => {
+      if (m.ports) return w.emit('ports', m.ports);
+      pending.get(m.id)?.(m);
+      pending.delete(m.id);
+    });
+    const call = (msg) =>
+      new Promise((resolve, reject) => {
+        const id = nextId++;
+        pending.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m.result)));
+        w.postMessage({ ...msg, id });
+      });
+    const ports = await new Promise((r) => w.once('ports', r));
+    workers.push({ call, ports, peers: 0 });
+  }
+  // One shared encoder feeds every publisher in every thread.
+  const clients = (kind) => workers.map((w) => `127.0.0.1:${w.ports[kind]}`).join(',');
+  const source = new GstPipeline(
+    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
+      `audiotestsrc is-live=true wave=sine freq=440 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('audio')} sync=false async=false`,
+  );
+  source.play();
+  process.on('message', async (m) => {
+    try {
+      let result;
+      if (m.cmd === 'join') {
+        const w = workers.reduce((a, b) => (b.peers < a.peers ? b : a));
+        w.peers++;
+        result = await w.call(m);
+      } else if (m.cmd === 'stats') {
+        result = (await Promise.all(workers.map((w) => w.call(m)))).flat();
+      } else {
+        await Promise.all(workers.map((w) => w.call(m)));
+        if (m.cmd === 'leaveAll') workers.forEach((w) => (w.peers = 0));
+      }
+      process.send({ id: m.id, result });
+    } catch (err) {
+      process.send({ id: m.id, error: String(err?.message ?? err) });
+    }
+  });
+  process.on('disconnect', async () => {
+    await source.close();
+    process.exit(0);
+  });
+  process.send({ ready: true });
+} else {
+  const { MediaStreamTrack, RtpPacket } = await import('werift');
+  const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
+  const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
+  const peers = [];
+  let measuring = false;
+  const feed = { video: new Set(), audio: new Set() };
+  const udp = {};
+  for (const kind of ['video', 'audio']) {
+    udp[kind] = await LocalUdp.open((b) => {
+      // Each sender rewrites the header it is given: every track gets its own copy.
+      for (const track of feed[kind]) track.writeRtp(RtpPacket.deSerialize(b));
+    });
+  }
+
+  async function join({ url, room, name, video = true }) {
+    const pc = loopbackPeer();
+    const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
+    const tracks = {};
+    for (const kind of video ? ['audio', 'video'] : ['audio']) {
+      tracks[kind] = new MediaStreamTrack({ kind });
+      const t = pc.addTransceiver(tracks[kind], { direction: 'sendrecv' });
+      t.onTrack.subscribe((tr) =>
+        tr.onReceiveRtp.subscribe((rtp) => {
+          if (!measuring) return;
+          const now = performance.now();
+          if (kind === 'video') {
+            if (!rtp.header.marker) return;
+            if (s.lastFrame) s.maxFrameGapMs = Math.max(s.maxFrameGapMs, now - s.lastFrame);
+            s.lastFrame = now;
+            s.frames++;
+          } else {
+            if (s.lastAudio) s.maxAudioGapMs = Math.max(s.maxAudioGapMs, now - s.lastAudio);
+            s.lastAudio = now;
+            s.audio++;
+          }
+        }),
+      );
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((st) => st === 'complete', 5000);
+    const res = await fetch(`${url}/v1/rooms/${room}/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+    if (res.status !== 201) throw new Error(`join ${res.status} ${await res.text()}`);
+    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    const location = res.headers.get('location');
+    for (const [kind, track] of Object.entries(tracks)) feed[kind].add(track);
+    peers.push({ pc, s, tracks, url, location });
+    return { id: location.split('/').pop() };
+  }
+
+  parentPort.on('message', async (m) => {
+    try {
+      let result;
+      if (m.cmd === 'join') result = await join(m);
+      else if (m.cmd === 'measure') {
+        measuring = m.on;
+        if (m.on) for (const p of peers) Object.assign(p.s, { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 });
+      } else if (m.cmd === 'stats') {
+        result = peers.map((p) => ({ frames: p.s.frames, audio: p.s.audio, maxAudioGapMs: Math.round(p.s.maxAudioGapMs), maxFrameGapMs: Math.round(p.s.maxFrameGapMs), video: !!p.tracks.video }));
+      } else if (m.cmd === 'leaveAll') {
+        const all = peers.splice(0);
+        for (const p of all) for (const [kind, track] of Object.entries(p.tracks)) feed[kind].delete(track);
+        await Promise.all(all.map(async (p) => {
+          await fetch(p.url + p.location, { method: 'DELETE' }).catch(() => undefined);
+          await p.pc.close().catch(() => undefined);
+        }));
+      }
+      parentPort.postMessage({ id: m.id, result });
+    } catch (err) {
+      parentPort.postMessage({ id: m.id, error: String(err?.message ?? err) });
+    }
+  });
+  parentPort.postMessage({ ports: { video: udp.video.port, audio: udp.audio.port } });
+}
