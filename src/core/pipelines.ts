@@ -66,7 +66,7 @@ export const EL = {
  */
 export const threadRules = (mediaNice: number) => [
   { pattern: /^(mixin|ain|ajb):src$/, nice: mediaNice },
-  { pattern: /^(vin|vjb|comp|venq):src$/, nice: Math.round(mediaNice / 2) },
+  { pattern: /^(vin|vjb|comp|venq|scale):src$/, nice: Math.round(mediaNice / 2) },
 ];
 
 /** multiudpsink's `clients`: loopback ports as host:port pairs. */
@@ -232,6 +232,26 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
     return `${src} ! videoscale ! ${raw(t.width, t.height)} ! comp.sink_${i}`;
   });
   return [head, ...branches].join('  ');
+}
+
+export interface ScalerSpec {
+  /** The participant's decoded channel, and the channel the scaled picture goes to. */
+  source: string;
+  channel: string;
+  width: number;
+  height: number;
+  fps: number;
+  inputTimeoutNs: bigint;
+}
+
+/** One participant's video at one tile size, for every composite that shows it at that size. */
+export function scalerLaunch(spec: ScalerSpec): string {
+  return [
+    `intervideosrc name=scale channel=${spec.source} timeout=${spec.inputTimeoutNs}`,
+    'videoscale',
+    `video/x-raw,format=I420,width=${spec.width},height=${spec.height},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1`,
+    `intervideosink name=out sync=false channel=${spec.channel}`,
+  ].join(' ! ');
 }
 
 export type RecordingFormat = 'webm' | 'mp4';

@@ -207,6 +207,13 @@ export function createApp(mcu: Mcu): express.Express {
       }
       res.json({ stalledMs: Math.round(performance.now() - t0) });
     });
+    // Ends RTC worker N as a crash would: its peers leave, and a fresh worker takes its place.
+    app.post('/v1/test/crash-rtc-worker/:index', async (req, res) => {
+      const w = mcu.rtcWorkers[Number(req.params.index)];
+      if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);
+      await w.channel.request('test.crash', {});
+      res.status(202).json({ threadId: w.threadId });
+    });
   }
 
   app.use('/v1', (_req, _res, next) => next(new McuError(404, 'not_found', 'no such API route')));

@@ -7,6 +7,7 @@ import { compositeTiles } from './compositeTiles.js';
 import { GstPipeline } from '../gst/native.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
 import type { ImageRenderer } from '../render/images.js';
+import type { TileScalers } from './TileScalers.js';
 
 /** What differs between a viewer's composite and a recording's. */
 export interface ViewOptions {
@@ -24,6 +25,8 @@ export interface ViewDeps {
   presets: Presets;
   renderer: ImageRenderer;
   channelOf: (participantId: string) => string;
+  /** Shared per-size scalers; without them each tile is scaled in the composite itself. */
+  scalers?: TileScalers;
   inputTimeoutMs: number;
   log: Logger;
 }
@@ -53,6 +56,8 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   readonly #restarts = new RestartPolicy();
   #starting?: Promise<void>;
   #ports: number[] = [];
+  /** Scaled channels this composite holds (released when it closes or rebuilds). */
+  #scaled: string[] = [];
   readonly #log: Logger;
   /** Who follows this view (viewers, recordings), with the port their thread receives on. */
   readonly followers = new Map<string, number>();
@@ -82,7 +87,14 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   async #spec(ssrc: number): Promise<CompositeSpec> {
     const c = this.composition;
     const r = this.deps.renderer;
-    const tiles = await compositeTiles(c, r, this.deps.channelOf);
+    const scalers = this.deps.scalers;
+    this.#releaseScaled();
+    const tiles = await compositeTiles(c, r, async (id, w, h) => {
+      if (!scalers) return this.deps.channelOf(id);
+      const ch = await scalers.acquire(id, w, h);
+      this.#scaled.push(ch);
+      return ch;
+    });
     return {
       width: c.width,
       height: c.height,
@@ -104,7 +116,10 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
     if (this.#closed) return;
     const ssrc = crypto.randomInt(1, 0xffffffff);
     const spec = await this.#spec(ssrc);
-    if (this.#closed) return;
+    if (this.#closed) {
+      this.#releaseScaled();
+      return;
+    }
     this.#ports = spec.rtpPorts = this.#wantedPorts();
     const p = new GstPipeline(compositeLaunch(spec, this.deps.presets));
     this.#pipeline = p;
@@ -164,6 +179,10 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
     else this.#keyframeTimer = setTimeout(fire, wait);
   }
 
+  #releaseScaled(): void {
+    for (const ch of this.#scaled.splice(0)) this.deps.scalers?.release(ch);
+  }
+
   /** Stops the composite; resolves when its pipeline has stopped. Safe to call twice. */
   close(): Promise<void> {
     if (!this.#closed) {
@@ -174,6 +193,8 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
       this.removeAllListeners();
       this.#log.debug('composite closed');
     }
-    return this.#pipeline?.close() ?? Promise.resolve();
+    const stopped = this.#pipeline?.close() ?? Promise.resolve();
+    // The scalers go once nothing reads them any more.
+    return stopped.then(() => this.#releaseScaled());
   }
 }

@@ -12,7 +12,7 @@ import { ViewFeeds, type ViewPacket } from '../media/viewFeeds.js';
 import type { ImageRenderer } from '../render/images.js';
 import type { MixerWorker } from '../workers/MediaWorker.js';
 import { CompositeView } from './CompositeView.js';
-import { VideoOut } from './VideoOut.js';
+import { VideoOut } from '../media/VideoOut.js';
 
 /**
  * Creates a directory and its parents one by one. (fs.mkdirSync with `recursive` never returns

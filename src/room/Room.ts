@@ -11,6 +11,7 @@ import type { PeerStats } from '../workers/protocol.js';
 import { CompositeView } from './CompositeView.js';
 import { Participant, videoChannel, type PeerHandle } from './Participant.js';
 import { Recording, type RecordingOptions } from './Recording.js';
+import { TileScalers } from './TileScalers.js';
 
 export interface RoomDeps {
   config: McuConfig;
@@ -42,6 +43,7 @@ export class Room {
   selfView = false;
   pin?: string;
   readonly #speaker: SpeakerDetector;
+  readonly #scalers: TileScalers;
   #recomposeScheduled = false;
   #closed = false;
   readonly #tick: NodeJS.Timeout;
@@ -53,6 +55,7 @@ export class Room {
   ) {
     this.#log = deps.log.child({ room: id });
     this.#speaker = new SpeakerDetector({ holdMs: deps.config.speakerHoldMs, floorDb: -50 });
+    this.#scalers = new TileScalers(videoChannel, deps.config.fps, BigInt(deps.config.stallMs * 3) * 1_000_000n, this.#log);
     this.#tick = setInterval(() => this.#maintain(), 250);
   }
 
@@ -281,6 +284,7 @@ export class Room {
       presets: this.deps.presets,
       renderer: this.deps.renderer,
       channelOf: videoChannel,
+      scalers: this.#scalers,
       inputTimeoutMs: cfg.stallMs * 3,
       log: this.#log,
     });
@@ -347,6 +351,7 @@ export class Room {
       pin: this.pin ?? null,
       activeSpeaker: this.activeSpeaker ?? null,
       encoders: this.views.size,
+      scalers: this.#scalers.size,
       recordings: [...this.recordings.values()].filter((r) => r.active).map((r) => r.id),
       participants: [...this.participants.values()].map((p) => p.dump()),
     };
@@ -365,6 +370,7 @@ export class Room {
     this.participants.clear();
     await Promise.all([...this.views.values()].map((v) => v.close()));
     this.views.clear();
+    await this.#scalers.close();
     await this.deps.mixer.channel.request('room.close', { room: this.id }).catch(() => undefined);
   }
 }

@@ -7,7 +7,11 @@ import type { ImageRenderer } from '../render/images.js';
  * participant's channel, else its placeholder, a "+N" card for overflow, and a name plate on each
  * person's tile. Tiles come in z order, which the compositor's zorder follows.
  */
-export async function compositeTiles(c: Composition, renderer: ImageRenderer, channelOf: (participantId: string) => string): Promise<CompositeTile[]> {
+export async function compositeTiles(
+  c: Composition,
+  renderer: ImageRenderer,
+  channelOf: (participantId: string, width: number, height: number) => string | Promise<string>,
+): Promise<CompositeTile[]> {
   const ordered = [...c.tiles].sort((a, b) => a.z - b.z);
   return Promise.all(
     ordered.map(async (t): Promise<CompositeTile> => {
@@ -20,7 +24,7 @@ export async function compositeTiles(c: Composition, renderer: ImageRenderer, ch
         ...box,
         source:
           t.source === 'video'
-            ? { kind: 'video', channel: channelOf(t.participantId) }
+            ? { kind: 'video', channel: await channelOf(t.participantId, t.width, t.height) }
             : { kind: 'image', path: await renderer.placeholder(t.participantId, t.name, t.width, t.height) },
         plate: { path: plate.path, x: t.x + 4, y: t.y + t.height - plate.height - 4 },
       };

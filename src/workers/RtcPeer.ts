@@ -8,7 +8,7 @@ import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { parseRtp, RtpRewriter } from '../media/rtp.js';
 import type { ViewSource } from '../media/viewFeeds.js';
 import type { PeerSession } from '../rtc/native.js';
-import { VideoOut } from '../room/VideoOut.js';
+import { VideoOut } from '../media/VideoOut.js';
 import type { PeerStats } from './protocol.js';
 
 export interface RtcPeerDeps {

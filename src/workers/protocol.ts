@@ -38,6 +38,8 @@ export type RtcRequests = {
   /** A composite's pipeline (re)started and sends with this SSRC. */
   'view.generation': [{ key: string; codec: VideoCodec; ssrc: number }, void];
   'view.forget': [{ key: string }, void];
+  /** Test mode only: the worker exits as if it had crashed. */
+  'test.crash': [Record<string, never>, void];
 };
 
 export type RtcEvents = {

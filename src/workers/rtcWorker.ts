@@ -71,6 +71,9 @@ channel.serve({
   'view.forget'({ key }) {
     feeds.forget(key);
   },
+  'test.crash'() {
+    setImmediate(() => process.exit(70));
+  },
 });
 
 // The media side decides; the control side hears it four times a second.

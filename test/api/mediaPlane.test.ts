@@ -9,7 +9,7 @@ import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 let server: ServerProcess;
 const cleanup: Array<() => unknown> = [];
 beforeAll(async () => {
-  server = await startServerProcess({ MCU_TEST_HOOKS: '1' });
+  server = await startServerProcess({ MCU_TEST_HOOKS: '1', MCU_RTC_WORKERS: '2' });
 });
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
@@ -84,5 +84,40 @@ describe('the media plane runs off the control thread', () => {
       expect(maxGap(frames), `P${i} frame gap`).toBeLessThan(150);
       expect(maxGap(audio), `P${i} audio gap`).toBeLessThanOrEqual(60);
     }
+  });
+});
+
+describe('an RTC worker that dies', () => {
+  it('takes only its own peers with it: they leave, the others keep their media, and a fresh worker takes new joins', async () => {
+    const room = 'crash';
+    const a = await joinWerift(server.url, room, 'A', { audio: 'sendrecv', video: 'sendrecv' });
+    const b = await joinWerift(server.url, room, 'B', { audio: 'sendrecv', video: 'sendrecv' });
+    cleanup.push(() => a.close(), () => b.close());
+    await publish(a, [200, 40, 40], 500);
+    await publish(b, [40, 40, 200], 800);
+    const workerOf = async () => {
+      const r = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as { participants: Array<{ id: string; worker: number }> };
+      return new Map(r.participants.map((p) => [p.id, p.worker]));
+    };
+    const before = await workerOf();
+    // The server runs two RTC workers here (MCU_RTC_WORKERS=2) and places each peer on the less
+    // loaded one, so A and B are on different workers.
+    expect(before.get(a.id)).not.toBe(before.get(b.id));
+    await until(() => b.received.audio > 50 && b.received.video > 30, 15_000, 'B receiving');
+
+    const crash = await apiCall(server.url, 'POST', `/v1/test/crash-rtc-worker/${before.get(a.id)}`);
+    expect(crash.status).toBe(202);
+    await until(async () => !(await workerOf()).has(a.id), 10_000, 'A gone with its worker');
+    expect((await workerOf()).has(b.id)).toBe(true);
+    const got = arrivals(b);
+    const t = performance.now();
+    await until(() => within(got.audio, t, Infinity).length > 50, 10_000, 'B still hearing the mix');
+
+    // A fresh worker has taken the slot: a new person joins and receives.
+    const c = await joinWerift(server.url, room, 'C', { audio: 'sendrecv', video: 'sendrecv' });
+    cleanup.push(() => c.close());
+    await publish(c, [40, 200, 40], 1100);
+    await until(() => c.received.audio > 50 && c.received.video > 30, 15_000, 'C receiving after the restart');
+    expect(server.output()).toMatch(/RTC worker \d died/);
   });
 });

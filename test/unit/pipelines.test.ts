@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compositeLaunch, loadPresets, participantLaunch, q, recorderLaunch, type CompositeSpec } from '../../src/core/pipelines.js';
+import { compositeLaunch, loadPresets, participantLaunch, q, recorderLaunch, scalerLaunch, threadRules, type CompositeSpec } from '../../src/core/pipelines.js';
 
 const presets = loadPresets();
 
@@ -135,6 +135,25 @@ describe('participantLaunch', () => {
     const h264 = participantLaunch({ video: { codec: 'h264', payloadType: 102, channel: 'c' } }, presets);
     expect(h264).toContain('rtph264depay');
     expect(h264).toContain('avdec_h264');
+  });
+});
+
+describe('scalerLaunch', () => {
+  it('scales one participant once to one tile size, into a channel of its own', () => {
+    expect(scalerLaunch({ source: 'mcu-v-a', channel: 'mcu-v-a-314x176', width: 314, height: 176, fps: 30, inputTimeoutNs: 6_000_000_000n })).toBe(
+      'intervideosrc name=scale channel=mcu-v-a timeout=6000000000 ! videoscale ! ' +
+        'video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! intervideosink name=out sync=false channel=mcu-v-a-314x176',
+    );
+  });
+});
+
+describe('threadRules', () => {
+  it('puts audio threads first and viewers’ video next, by GStreamer thread name', () => {
+    const rules = threadRules(-10);
+    const nice = (name: string) => rules.find((r) => r.pattern.test(name))?.nice ?? 0;
+    expect(['mixin:src', 'ain:src', 'ajb:src'].map(nice)).toEqual([-10, -10, -10]);
+    expect(['vin:src', 'vjb:src', 'comp:src', 'venq:src', 'scale:src'].map(nice)).toEqual([-5, -5, -5, -5, -5]);
+    expect(['intervideosrc0:', 'queue3:src', 'file:sink'].map(nice)).toEqual([0, 0, 0]);
   });
 });
 

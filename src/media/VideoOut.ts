@@ -1,10 +1,11 @@
-import { RtpRewriter } from '../media/rtp.js';
-import type { ViewPacket, ViewSource } from '../media/viewFeeds.js';
+import { RtpRewriter } from './rtp.js';
+import type { ViewPacket, ViewSource } from './viewFeeds.js';
 
 /**
- * The one video stream a viewer receives. It follows one CompositeView at a time and switches to a
- * new one only when that view sends a keyframe, so the picture never freezes; the rewriter keeps
- * sequence numbers and timestamps continuous across the switch.
+ * The one video stream a viewer (or a recording) receives, in the thread that sends it. It follows
+ * one composite's feed at a time and switches to a new one only when that one sends a keyframe, so
+ * the picture never freezes; the rewriter keeps sequence numbers and timestamps continuous across
+ * the switch.
  */
 export class VideoOut {
   #current?: ViewSource;
