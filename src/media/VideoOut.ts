@@ -1,4 +1,4 @@
-import { RtpRewriter } from './rtp.js';
+import { RtpRewriter, Vp8PictureIdRewriter } from './rtp.js';
 import type { ViewPacket, ViewSource } from './viewFeeds.js';
 
 /**
@@ -12,6 +12,7 @@ export class VideoOut {
   #pending?: ViewSource;
   #waitingKeyframe = true;
   readonly #rewriter = new RtpRewriter(90000);
+  readonly #pictureIds = new Vp8PictureIdRewriter();
   #retry?: NodeJS.Timeout;
   #closed = false;
   readonly #bound = new Map<ViewSource, () => void>();
@@ -103,6 +104,7 @@ export class VideoOut {
     }
     const out = Buffer.from(p.packet);
     this.#rewriter.rewrite(out, p.rtp, p.source);
+    if (view.codec === 'vp8') this.#pictureIds.rewrite(out, p.rtp, p.source);
     this.bytesSent += out.length;
     if (p.rtp.marker) {
       this.framesSent++;

@@ -24,6 +24,7 @@ export interface ViewPacket {
 /** What a VideoOut follows. */
 export interface ViewSource {
   readonly key: string;
+  readonly codec: VideoCodec;
   subscribe(listener: (p: ViewPacket) => void): () => void;
   requestKeyframe(): void;
 }

@@ -147,9 +147,8 @@ describe('people coming and going disturb no one', () => {
     console.log(`server side, while 5 joined and left: largest frame gap ${serverFrameGap} ms, largest audio gap ${serverAudioGap} ms`);
     expect(serverFrameGap).toBeLessThanOrEqual(250);
     expect(serverAudioGap).toBeLessThanOrEqual(120);
-    // What the browsers made of it. Four Chromium pages that decode 640x360 at 30 fps take more
-    // than the one CPU they have here, so they freeze now and then on their own: the quiet stretch
-    // shows how much. The comings and goings must not starve anyone's video.
+    // What the browsers made of it, beside the quiet stretch: four Chromium pages on the one CPU
+    // they have here. The comings and goings must not starve anyone's video.
     for (const [i, p] of people.entries()) {
       const q = quiet[i];
       const b = busy[i];
@@ -159,5 +158,10 @@ describe('people coming and going disturb no one', () => {
       console.log(`${p.name}: quiet ${line(q)}; joins ${line(b)}`);
       expect(b.frames / b.seconds, `${p.name} frames per second while others came and went`).toBeGreaterThan(0.6 * (q.frames / q.seconds));
     }
+    // Each join and leave switches every viewer to a new composite, at a keyframe. With VP8
+    // PictureIDs continuous across those switches the four browsers froze 1-2 times in all here
+    // (a starved page now and then); without, 10-22 times, with no packet lost.
+    const freezes = busy.reduce((n, b) => n + b.freezes, 0);
+    expect(freezes, 'freezes at the four browsers in all').toBeLessThanOrEqual(6);
   });
 });

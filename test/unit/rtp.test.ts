@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isH264KeyframeStart, isVp8KeyframeStart, parseRtp, RtpRewriter } from '../../src/media/rtp.js';
+import { isH264KeyframeStart, isVp8KeyframeStart, parseRtp, RtpRewriter, Vp8PictureIdRewriter } from '../../src/media/rtp.js';
 
 function packet(seq: number, ts: number, payload: number[] = [0x10, 0x00], marker = false): Buffer {
   const b = Buffer.alloc(12 + payload.length);
@@ -73,5 +73,36 @@ describe('keyframe detection', () => {
     expect(v.sequenceNumber).toBe(1);
     expect(isVp8KeyframeStart(p.subarray(v.payloadOffset, p.length - 2))).toBe(true);
     expect(parseRtp(Buffer.from([0x40, 0]))).toBeUndefined();
+  });
+});
+
+describe('Vp8PictureIdRewriter', () => {
+  // X bit; I bit; a 15-bit PictureID (M bit set); then the VP8 payload header byte.
+  const vp8 = (seq: number, pictureId: number) => packet(seq, seq * 3000, [0x90, 0x80, 0x80 | (pictureId >> 8), pictureId & 0xff, 0x00]);
+  const pictureIdOf = (p: Buffer) => p.readUInt16BE(14) & 0x7fff;
+
+  it('keeps PictureIDs continuous when the source changes, wrapping at 15 bits', () => {
+    const rw = new Vp8PictureIdRewriter();
+    const out: number[] = [];
+    const send = (p: Buffer, src: string) => {
+      rw.rewrite(p, parseRtp(p)!, src);
+      out.push(pictureIdOf(p));
+      expect(p[14] & 0x80, 'M bit kept').toBe(0x80);
+    };
+    send(vp8(1, 32766), 'a');
+    send(vp8(2, 32767), 'a');
+    send(vp8(3, 0), 'a');
+    // A new composite whose payloader started its PictureIDs far behind.
+    send(vp8(4, 100), 'b');
+    send(vp8(5, 101), 'b');
+    expect(out).toEqual([32766, 32767, 0, 1, 2]);
+  });
+
+  it('leaves packets without a PictureID alone', () => {
+    const rw = new Vp8PictureIdRewriter();
+    const p = packet(1, 0, [0x10, 0x00]);
+    const before = Buffer.from(p);
+    rw.rewrite(p, parseRtp(p)!, 'a');
+    expect(p.equals(before)).toBe(true);
   });
 });
