@@ -101,10 +101,30 @@ export function createMetrics(mcu: Mcu): client.Registry {
   });
   new client.Gauge({
     name: 'mcu_event_loop_max_stall_ms',
-    help: 'Longest event-loop stall seen since start',
+    help: 'Longest event-loop stall of the control thread since start (media does not wait for it)',
     registers: [registry],
     collect() {
       this.set(mcu.maxLoopLagMs);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_media_thread_max_stall_ms',
+    help: 'Longest event-loop stall of each media worker thread since start (every packet of its peers waits for it)',
+    labelNames: ['thread'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const w of mcu.workers) this.set({ thread: w.name }, w.maxLoopLagMs);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_media_thread_peers',
+    help: 'Peers on each RTC worker thread',
+    labelNames: ['thread'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const w of mcu.rtcWorkers) if (w) this.set({ thread: w.name }, w.load);
     },
   });
   return registry;

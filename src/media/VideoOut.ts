@@ -1,3 +1,4 @@
+import { nowMs } from '../core/clock.js';
 import { RtpRewriter, Vp8PictureIdRewriter } from './rtp.js';
 import type { ViewPacket, ViewSource } from './viewFeeds.js';
 
@@ -25,6 +26,8 @@ export class VideoOut {
   #pendingSince = 0;
   /** Send times of recent frames, for the largest gap a viewer saw. */
   readonly #frameTimes: number[] = [];
+  /** For each of those frames: how long after it was composed it left, and from which composite. */
+  readonly #frameDelays: Array<{ delay: number; source: object }> = [];
 
   constructor(
     /** Gets the rewritten packet, and the view's packet it came from. */
@@ -110,7 +113,11 @@ export class VideoOut {
       this.framesSent++;
       const now = performance.now();
       this.#frameTimes.push(now);
-      if (this.#frameTimes.length > 600) this.#frameTimes.splice(0, 300);
+      this.#frameDelays.push({ delay: nowMs() - p.ptsMs, source: p.source });
+      if (this.#frameTimes.length > 600) {
+        this.#frameTimes.splice(0, 300);
+        this.#frameDelays.splice(0, 300);
+      }
     }
     this.send(out, p);
   }
@@ -131,6 +138,28 @@ export class VideoOut {
     let gap = t.length > 0 ? now - t[t.length - 1] : windowMs;
     for (let i = 1; i < t.length; i++) gap = Math.max(gap, t[i] - t[i - 1]);
     return Math.round(gap);
+  }
+
+  /**
+   * How much later than its composite's quickest frame the latest frame left, over the last
+   * `windowMs`: the jitter that encoding and sending add, per composite (a frame's delay counts
+   * from the instant it was composed). Null when the composites' start is not known here.
+   */
+  maxFrameLatenessMs(windowMs = 10_000): number | null {
+    const from = performance.now() - windowMs;
+    const bySource = new Map<object, { min: number; max: number }>();
+    this.#frameTimes.forEach((t, i) => {
+      const d = this.#frameDelays[i];
+      if (t < from || !Number.isFinite(d.delay)) return;
+      const m = bySource.get(d.source);
+      if (!m) bySource.set(d.source, { min: d.delay, max: d.delay });
+      else {
+        m.min = Math.min(m.min, d.delay);
+        m.max = Math.max(m.max, d.delay);
+      }
+    });
+    if (bySource.size === 0) return null;
+    return Math.round(Math.max(...[...bySource.values()].map((m) => m.max - m.min)));
   }
 
   close(): void {

@@ -79,7 +79,8 @@ export class Mcu {
     w.channel.on('view.keyframe', ({ key }) => {
       for (const r of this.rooms.values()) r.views.get(key)?.requestKeyframe();
     });
-    w.channel.on('stats', ({ peers }) => {
+    w.channel.on('stats', ({ peers, maxLoopLagMs }) => {
+      w.maxLoopLagMs = maxLoopLagMs;
       for (const [id, s] of peers) room(id)?.peerStats(id, s);
     });
     w.on('died', (err) => {
@@ -97,6 +98,7 @@ export class Mcu {
     const m = await spawnMixerWorker(this.config.logLevel, this.config.mediaNice);
     this.#mixer = m;
     m.channel.on('levels', ({ room, levels }) => this.rooms.get(room)?.levels(new Map(levels)));
+    m.channel.on('load', ({ maxLoopLagMs }) => (m.maxLoopLagMs = maxLoopLagMs));
     m.on('died', (err) => {
       if (this.#closed) return;
       // Every room's audio went with it: the rooms close, so that people rejoin to working audio.
@@ -107,6 +109,11 @@ export class Mcu {
       }
       void this.#startMixer().catch((e) => this.#log.error(`mixer could not restart: ${(e as Error).message}`));
     });
+  }
+
+  /** Every media worker thread, for metrics. */
+  get workers(): Array<RtcWorker | MixerWorker> {
+    return [...this.rtcWorkers.filter(Boolean), ...(this.#mixer ? [this.#mixer] : [])];
   }
 
   /** The RTC worker with the fewest peers. */

@@ -250,6 +250,7 @@ export class Participant {
         pliSent: s?.pliSent ?? 0,
         framesSent: s?.framesSent ?? 0,
         maxFrameGapMs: s?.maxFrameGapMs ?? null,
+        maxFrameLatenessMs: s?.maxFrameLatenessMs ?? null,
         maxAudioGapMs: s?.maxAudioGapMs ?? null,
         lastSwitchMs: s?.lastSwitchMs ?? null,
       },

@@ -292,6 +292,9 @@ export class Room {
     view.on('generation', ({ ssrc }) => {
       for (const w of this.deps.rtcWorkers()) void w.channel.request('view.generation', { key, codec, ssrc }).catch(() => undefined);
     });
+    view.on('started', ({ ssrc, startMs }) => {
+      for (const w of this.deps.rtcWorkers()) void w.channel.request('view.started', { key, ssrc, startMs }).catch(() => undefined);
+    });
     view.on('closed', () => {
       if (this.views.get(key) === view) this.views.delete(key);
       for (const w of this.deps.rtcWorkers()) void w.channel.request('view.forget', { key }).catch(() => undefined);

@@ -21,6 +21,8 @@ export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends Ty
   #closed = false;
   /** Peers (or rooms) placed on this worker, for placement by load. */
   load = 0;
+  /** The thread's longest event-loop stall, as it last reported. */
+  maxLoopLagMs = 0;
 
   constructor(
     readonly kind: WorkerKind,
@@ -37,6 +39,11 @@ export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends Ty
     };
     this.#worker.on('error', died);
     this.#worker.on('exit', (code) => died(new Error(`${kind} worker ${index} exited with code ${code}`)));
+  }
+
+  /** A name for logs and metrics: rtc-0, rtc-1, mixer-0. */
+  get name(): string {
+    return `${this.kind}-${this.index}`;
   }
 
   get threadId(): number {

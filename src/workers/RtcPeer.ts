@@ -154,6 +154,7 @@ export class RtcPeer {
       bytesSent: v?.bytesSent ?? 0,
       fps: v ? +v.fps().toFixed(2) : 0,
       maxFrameGapMs: v ? v.maxFrameGapMs() : null,
+      maxFrameLatenessMs: v ? v.maxFrameLatenessMs() : null,
       maxAudioGapMs: this.#maxAudioGapMs(),
       lastSwitchMs: v?.lastSwitchMs ?? null,
       droppedWaitingKeyframe: v?.droppedWaitingKeyframe ?? 0,

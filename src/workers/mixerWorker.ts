@@ -16,7 +16,6 @@ import { Channel, type PortLike } from './channel.js';
 import type { MixerEvents, MixerRequests, NoEvents, NoRequests } from './protocol.js';
 
 const lag = new LoopLagMonitor(`mixer-worker`);
-void lag;
 const channel = new Channel<NoRequests, MixerRequests, MixerEvents, NoEvents>(parentPort as unknown as PortLike);
 
 interface RoomMix {
@@ -80,4 +79,5 @@ setInterval(() => {
   for (const [room, r] of rooms) {
     channel.notify('levels', { room, levels: [...r.mixer.takeLevels()] });
   }
+  channel.notify('load', { maxLoopLagMs: lag.maxLagMs });
 }, 250);

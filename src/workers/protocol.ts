@@ -18,6 +18,8 @@ export interface PeerStats {
   bytesSent: number;
   fps: number;
   maxFrameGapMs: number | null;
+  /** How late the latest frame left against its composite's quickest, in the last 10 s. */
+  maxFrameLatenessMs: number | null;
   /** Largest gap between mix packets sent to the peer in the last ~10 s. */
   maxAudioGapMs: number | null;
   lastSwitchMs: number | null;
@@ -37,6 +39,8 @@ export type RtcRequests = {
   'peer.close': [{ id: string }, void];
   /** A composite's pipeline (re)started and sends with this SSRC. */
   'view.generation': [{ key: string; codec: VideoCodec; ssrc: number }, void];
+  /** That pipeline plays from `startMs` (nowMs clock): each picture's composition instant follows. */
+  'view.started': [{ key: string; ssrc: number; startMs: number }, void];
   'view.forget': [{ key: string }, void];
   /** Test mode only: the worker exits as if it had crashed. */
   'test.crash': [Record<string, never>, void];
@@ -48,7 +52,8 @@ export type RtcEvents = {
   'view.keyframe': { key: string };
   /** The peer's picture is now this composite's. */
   'peer.switched': { id: string; key: string; ms: number };
-  stats: { peers: Array<[string, PeerStats]> };
+  /** Four times a second: every peer's figures, and this thread's longest event-loop stall. */
+  stats: { peers: Array<[string, PeerStats]>; maxLoopLagMs: number };
 };
 
 export type MixerRequests = {
@@ -66,6 +71,8 @@ export type MixerRequests = {
 export type MixerEvents = {
   /** Each input's RMS level (dBFS) since the last report, for the active speaker. */
   levels: { room: string; levels: Array<[string, number]> };
+  /** Four times a second: this thread's longest event-loop stall. */
+  load: { maxLoopLagMs: number };
 };
 
 export type NoRequests = Record<never, [unknown, unknown]>;

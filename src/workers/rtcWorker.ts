@@ -15,7 +15,6 @@ import type { NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js
 import { RtcPeer } from './RtcPeer.js';
 
 const lag = new LoopLagMonitor(`rtc-worker`);
-void lag;
 const channel = new Channel<NoRequests, RtcRequests, RtcEvents, NoEvents>(parentPort as unknown as PortLike);
 const log = createLogger('rtc');
 const peers = new Map<string, RtcPeer>();
@@ -68,6 +67,9 @@ channel.serve({
   'view.generation'({ key, codec, ssrc }) {
     feeds.generation(key, codec, ssrc);
   },
+  'view.started'({ key, ssrc, startMs }) {
+    feeds.started(key, ssrc, startMs);
+  },
   'view.forget'({ key }) {
     feeds.forget(key);
   },
@@ -78,6 +80,5 @@ channel.serve({
 
 // The media side decides; the control side hears it four times a second.
 setInterval(() => {
-  if (peers.size === 0) return;
-  channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]) });
+  channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]), maxLoopLagMs: lag.maxLagMs });
 }, 250);

@@ -103,7 +103,7 @@ describe('choosing layouts per room and per viewer', () => {
     expect(r.body.encoders).toBe(1);
   });
 
-  it('GET /metrics reports rooms, participants, pipelines, encoders, per-viewer fps and bitrate, keyframe requests, loop lag and CPU', async () => {
+  it('GET /metrics reports rooms, participants, pipelines, encoders, per-viewer fps and bitrate, keyframe requests, loop lag per thread and CPU', async () => {
     await fetch(`${server.url}/metrics`); // the bitrate gauge measures between two scrapes
     await sleep(1000);
     const res = await fetch(`${server.url}/metrics`);
@@ -118,6 +118,11 @@ describe('choosing layouts per room and per viewer', () => {
     expect(value(new RegExp(`^mcu_output_bitrate_bps\\{room="lay",participant="${v1.id}"\\} ([\\d.e+]+)`, 'm'))).toBeGreaterThan(50_000);
     expect(text).toMatch(/^mcu_keyframe_requests\{direction="to_encoders"\} \d+/m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+    // Each media thread's own stall figure, and how many peers each RTC worker carries.
+    expect(text).toMatch(/^mcu_media_thread_max_stall_ms\{thread="rtc-0"\} \d+/m);
+    expect(text).toMatch(/^mcu_media_thread_max_stall_ms\{thread="mixer-0"\} \d+/m);
+    const peers = [...text.matchAll(/^mcu_media_thread_peers\{thread="rtc-\d+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(peers).toBeGreaterThanOrEqual(4);
     expect(text).toMatch(/^process_cpu_seconds_total /m);
   });
 
