@@ -69,7 +69,7 @@ if (isMainThread) {
   process.send({ ready: true });
 } else {
   const { MediaStreamTrack, RtpPacket } = await import('werift');
-  const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
+  const { loopbackPeer, whipJoin } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
   const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
   const peers = [];
   let measuring = false;
@@ -106,12 +106,7 @@ if (isMainThread) {
         }),
       );
     }
-    await pc.setLocalDescription(await pc.createOffer());
-    if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((st) => st === 'complete', 5000);
-    const res = await fetch(`${url}/v1/rooms/${room}/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
-    if (res.status !== 201) throw new Error(`join ${res.status} ${await res.text()}`);
-    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-    const location = res.headers.get('location');
+    const location = await whipJoin(pc, url, room, name);
     for (const [kind, track] of Object.entries(tracks)) feed[kind].add(track);
     peers.push({ pc, s, tracks, url, location });
     return { id: location.split('/').pop() };

@@ -19,7 +19,7 @@ import { MediaStreamTrack, RtpPacket } from 'werift';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
-const { loopbackPeer } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
+const { loopbackPeer, whipJoin } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
 const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const sizes = (name, def) => (process.env[name] ?? def).split(',').map(Number);
@@ -96,12 +96,7 @@ async function joinPeer(url, room, name, source) {
       }),
     );
   }
-  await pc.setLocalDescription(await pc.createOffer());
-  if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
-  const res = await fetch(`${url}/v1/rooms/${room}/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
-  if (res.status !== 201) throw new Error(`join ${res.status} ${await res.text()}`);
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-  const location = res.headers.get('location');
+  const location = await whipJoin(pc, url, room, name);
   const feeders = {
     video: (b) => tracks.video.writeRtp(RtpPacket.deSerialize(b)),
     audio: (b) => tracks.audio.writeRtp(RtpPacket.deSerialize(b)),
