@@ -139,11 +139,15 @@ async function startGenerator() {
   return { proc, call, close: () => proc.disconnect() };
 }
 
-/** How late the latest output frame left the server against its composite's quickest (its own
- * per-viewer figure over the last 10 s): 0 when every frame takes the same time through. */
+/** How late output frames left the server against their composite's quickest (its own per-viewer
+ * figures over the last 10 s): the latest, and the 99th percentile, which leaves out the odd
+ * keyframe of every GOP. 0 when every frame takes the same time through. */
 async function serverFrameLateness(server, room) {
   const r = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
-  return Math.max(0, ...r.participants.map((p) => p.stats.maxFrameLatenessMs ?? 0));
+  return {
+    max: Math.max(0, ...r.participants.map((p) => p.stats.maxFrameLatenessMs ?? 0)),
+    p99: Math.max(0, ...r.participants.map((p) => p.stats.p99FrameLatenessMs ?? 0)),
+  };
 }
 
 /**
@@ -169,10 +173,15 @@ async function measureRoom(server, gen, n, kind) {
   const gcpu0 = cpuSeconds(gen.proc.pid);
   const t0 = performance.now();
   let late = 0;
+  let late99 = 0;
   const samples = Math.max(1, Math.floor(SECONDS / 5));
   for (let i = 0; i < samples; i++) {
     await sleep((SECONDS * 1000) / samples);
-    if (kind !== 'audio') late = Math.max(late, await serverFrameLateness(server, room));
+    if (kind !== 'audio') {
+      const l = await serverFrameLateness(server, room);
+      late = Math.max(late, l.max);
+      late99 = Math.max(late99, l.p99);
+    }
   }
   const wall = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(server.proc.pid) - cpu0;
@@ -189,15 +198,18 @@ async function measureRoom(server, gen, n, kind) {
     medianFps: fps.length ? +pct(fps, 50).toFixed(1) : null,
     maxAudioGapMs: Math.max(...stats.map((s) => s.maxAudioGapMs)),
     serverMaxFrameLateMs: kind === 'audio' ? null : late,
+    serverP99FrameLateMs: kind === 'audio' ? null : late99,
     serverCores: +(cpu / wall).toFixed(2),
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
     generatorCores: +(gcpu / wall).toFixed(2),
     receiving: stats.filter((s) => s.audio > 0).length,
   };
-  // Real time: every viewer at 29 fps or more, no audio gap over 100 ms at any receiver, and no
-  // output frame more than 20 ms late at the server.
+  // Real time: every viewer at 29 fps or more, no audio gap over 100 ms at any receiver, and at
+  // the server no output frame more than 20 ms late, but for the odd keyframe (the 99th
+  // percentile: one keyframe in a 10 s GOP is a third of a percent of the frames; the largest
+  // lateness is printed too).
   result.realTime =
-    (kind === 'audio' || (result.minFps >= FPS - 1 && late <= 20)) && result.maxAudioGapMs <= 100 && stats.every((s) => s.audio > 0);
+    (kind === 'audio' || (result.minFps >= FPS - 1 && late99 <= 20)) && result.maxAudioGapMs <= 100 && stats.every((s) => s.audio > 0);
   await gen.call({ cmd: 'leaveAll' });
   await sleep(1500);
   return result;
@@ -463,10 +475,10 @@ const result = {
 };
 fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 fs.writeFileSync(path.join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2));
-const header = ['case', 'people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server frame late ms', 'server cores', 'cores/person', 'generator cores', 'bare cores', 'server/bare', 'real time'];
+const header = ['case', 'people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server frame late ms (max/p99)', 'server cores', 'cores/person', 'generator cores', 'bare cores', 'server/bare', 'real time'];
 console.log(`\n${SECONDS} s per size on ${result.machine}; (a) ${result.cases.a}; (b) ${result.cases.b}; (audio) ${result.cases.audio}`);
 console.log(header.join(' | '));
-for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps ?? '-', r.medianFps ?? '-', r.maxAudioGapMs, r.serverMaxFrameLateMs ?? '-', r.serverCores, r.cpuPerParticipant, r.generatorCores, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
+for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps ?? '-', r.medianFps ?? '-', r.maxAudioGapMs, r.serverMaxFrameLateMs == null ? '-' : `${r.serverMaxFrameLateMs}/${r.serverP99FrameLateMs}`, r.serverCores, r.cpuPerParticipant, r.generatorCores, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
 console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}, audio only ${capacity.audio}`);
 const audioRows = rows.filter((r) => r.case === 'audio');
 if (audioRows.length) console.log(`audio only: ${audioRows.map((r) => `${r.participants} people ${(r.cpuPerParticipant * 1000).toFixed(0)} millicores each, largest gap ${r.maxAudioGapMs} ms`).join('; ')}`);

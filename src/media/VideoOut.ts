@@ -141,25 +141,30 @@ export class VideoOut {
   }
 
   /**
-   * How much later than its composite's quickest frame the latest frame left, over the last
-   * `windowMs`: the jitter that encoding and sending add, per composite (a frame's delay counts
-   * from the instant it was composed). Null when the composites' start is not known here.
+   * How much later than its composite's quickest frame each frame left, over the last `windowMs`:
+   * the jitter that encoding and sending add, per composite (a frame's delay counts from the
+   * instant it was composed). The largest, and the 99th percentile, which leaves out the odd
+   * keyframe (one every GOP) that takes the encoder longer. Null when the composites' start is
+   * not known in this thread.
    */
-  maxFrameLatenessMs(windowMs = 10_000): number | null {
+  frameLateness(windowMs = 10_000): { maxMs: number; p99Ms: number } | null {
     const from = performance.now() - windowMs;
-    const bySource = new Map<object, { min: number; max: number }>();
+    const bySource = new Map<object, number[]>();
     this.#frameTimes.forEach((t, i) => {
       const d = this.#frameDelays[i];
       if (t < from || !Number.isFinite(d.delay)) return;
-      const m = bySource.get(d.source);
-      if (!m) bySource.set(d.source, { min: d.delay, max: d.delay });
-      else {
-        m.min = Math.min(m.min, d.delay);
-        m.max = Math.max(m.max, d.delay);
-      }
+      let list = bySource.get(d.source);
+      if (!list) bySource.set(d.source, (list = []));
+      list.push(d.delay);
     });
     if (bySource.size === 0) return null;
-    return Math.round(Math.max(...[...bySource.values()].map((m) => m.max - m.min)));
+    const late: number[] = [];
+    for (const delays of bySource.values()) {
+      const min = Math.min(...delays);
+      for (const d of delays) late.push(d - min);
+    }
+    late.sort((a, b) => a - b);
+    return { maxMs: Math.round(late[late.length - 1]), p99Ms: Math.round(late[Math.floor(0.99 * (late.length - 1))]) };
   }
 
   close(): void {

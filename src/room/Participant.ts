@@ -251,6 +251,7 @@ export class Participant {
         framesSent: s?.framesSent ?? 0,
         maxFrameGapMs: s?.maxFrameGapMs ?? null,
         maxFrameLatenessMs: s?.maxFrameLatenessMs ?? null,
+        p99FrameLatenessMs: s?.p99FrameLatenessMs ?? null,
         maxAudioGapMs: s?.maxAudioGapMs ?? null,
         lastSwitchMs: s?.lastSwitchMs ?? null,
       },

@@ -284,7 +284,7 @@ export class Room {
       presets: this.deps.presets,
       renderer: this.deps.renderer,
       channelOf: videoChannel,
-      scalers: this.#scalers,
+      scalers: cfg.tileScalers ? this.#scalers : undefined,
       inputTimeoutMs: cfg.stallMs * 3,
       log: this.#log,
     });

@@ -141,6 +141,11 @@ export class RtcPeer {
     return Math.round(Math.max(...this.#audioGaps.map(([, g]) => g)));
   }
 
+  #lateness(): Pick<PeerStats, 'maxFrameLatenessMs' | 'p99FrameLatenessMs'> {
+    const l = this.videoOut?.frameLateness();
+    return { maxFrameLatenessMs: l?.maxMs ?? null, p99FrameLatenessMs: l?.p99Ms ?? null };
+  }
+
   stats(): PeerStats {
     const v = this.videoOut;
     return {
@@ -154,7 +159,7 @@ export class RtcPeer {
       bytesSent: v?.bytesSent ?? 0,
       fps: v ? +v.fps().toFixed(2) : 0,
       maxFrameGapMs: v ? v.maxFrameGapMs() : null,
-      maxFrameLatenessMs: v ? v.maxFrameLatenessMs() : null,
+      ...this.#lateness(),
       maxAudioGapMs: this.#maxAudioGapMs(),
       lastSwitchMs: v?.lastSwitchMs ?? null,
       droppedWaitingKeyframe: v?.droppedWaitingKeyframe ?? 0,

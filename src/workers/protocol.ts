@@ -18,8 +18,10 @@ export interface PeerStats {
   bytesSent: number;
   fps: number;
   maxFrameGapMs: number | null;
-  /** How late the latest frame left against its composite's quickest, in the last 10 s. */
+  /** How late frames left against their composite's quickest, in the last 10 s: the latest,
+   * and the 99th percentile. */
   maxFrameLatenessMs: number | null;
+  p99FrameLatenessMs: number | null;
   /** Largest gap between mix packets sent to the peer in the last ~10 s. */
   maxAudioGapMs: number | null;
   lastSwitchMs: number | null;

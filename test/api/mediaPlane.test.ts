@@ -9,7 +9,8 @@ import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 let server: ServerProcess;
 const cleanup: Array<() => unknown> = [];
 beforeAll(async () => {
-  server = await startServerProcess({ MCU_TEST_HOOKS: '1', MCU_RTC_WORKERS: '2' });
+  // Shared tile scalers on (MCU_TILE_SCALERS=1), so that their path carries the call here too.
+  server = await startServerProcess({ MCU_TEST_HOOKS: '1', MCU_RTC_WORKERS: '2', MCU_TILE_SCALERS: '1' });
 });
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
@@ -61,6 +62,8 @@ describe('the media plane runs off the control thread', () => {
       const room = (await apiCall(server.url, 'GET', '/v1/rooms/stall')).body;
       return room.participants.every((p: { videoLive: boolean }) => p.videoLive);
     }, 20_000, 'every video live');
+    // Each of the three is scaled once to the one tile size the others' grids use.
+    expect((await apiCall(server.url, 'GET', '/v1/rooms/stall')).body.scalers).toBe(3);
     const now = performance.now();
     await until(() => people.every(({ got }) => within(got.video, now, Infinity).length > 45 && within(got.audio, now, Infinity).length > 75), 20_000, 'steady media');
 
