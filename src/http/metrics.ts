@@ -1,5 +1,4 @@
 import client from 'prom-client';
-import { runningPipelines } from '../gst/native.js';
 import type { Mcu } from '../room/Mcu.js';
 
 /**
@@ -36,7 +35,7 @@ export function createMetrics(mcu: Mcu): client.Registry {
     help: 'GStreamer pipelines running',
     registers: [registry],
     collect() {
-      this.set(runningPipelines);
+      this.set(mcu.workerPipelines);
     },
   });
   new client.Gauge({

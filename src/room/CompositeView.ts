@@ -4,7 +4,7 @@ import { TypedEmitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import { compositeLaunch, EL, udpClients, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import { compositeTiles } from './compositeTiles.js';
-import { GstPipeline } from '../gst/native.js';
+import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
 import type { ImageRenderer } from '../render/images.js';
 import type { TileScalers } from './TileScalers.js';
@@ -23,6 +23,8 @@ export interface ViewOptions {
 
 export interface ViewDeps {
   presets: Presets;
+  /** Where its pipeline is built and runs: the GStreamer worker. */
+  gst: GstHost;
   renderer: ImageRenderer;
   channelOf: (participantId: string) => string;
   /** Shared per-size scalers; without them each tile is scaled in the composite itself. */
@@ -49,7 +51,7 @@ export interface CompositeViewEvents extends Record<string, unknown> {
  * one; it carries a fresh SSRC for each run of the pipeline.
  */
 export class CompositeView extends TypedEmitter<CompositeViewEvents> {
-  #pipeline?: GstPipeline;
+  #pipeline?: RemotePipeline;
   #closed = false;
   #lastKeyframeRequest = 0;
   #keyframeTimer?: NodeJS.Timeout;
@@ -120,21 +122,28 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
       this.#releaseScaled();
       return;
     }
-    this.#ports = spec.rtpPorts = this.#wantedPorts();
-    const p = new GstPipeline(compositeLaunch(spec, this.deps.presets));
-    this.#pipeline = p;
+    const launched = (this.#ports = spec.rtpPorts = this.#wantedPorts());
     // Followers learn the SSRC before the first packet can reach them.
     this.safeEmit('generation', { ssrc });
-    const startMs = p.play((e) => {
-      if (e.type === 'error') {
-        this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
-        this.#restart(new Error(`${e.element}: ${e.message}`));
-      } else if (e.type === 'warning') {
-        this.#log.warn(`pipeline warning in element ${e.element}: ${e.message}`);
-      }
+    const p = await this.deps.gst.start(compositeLaunch(spec, this.deps.presets), {
+      onBus: (e) => {
+        if (e.type === 'error') {
+          this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
+          this.#restart(new Error(`${e.element}: ${e.message}`));
+        } else if (e.type === 'warning') {
+          this.#log.warn(`pipeline warning in element ${e.element}: ${e.message}`);
+        }
+      },
     });
+    if (this.#closed) {
+      await p.close();
+      return;
+    }
+    this.#pipeline = p;
+    // Followers that came or went while it started.
+    if (this.#ports.join() !== launched.join()) p.set(EL.videoOut, 'clients', udpClients(this.#ports));
     this.#restarts.started();
-    this.safeEmit('started', { ssrc, startMs });
+    this.safeEmit('started', { ssrc, startMs: p.startMs });
     this.#log.debug('composite started', { tiles: this.composition.tiles.length });
   }
 

@@ -6,7 +6,8 @@ import { LoopLagMonitor } from '../core/loopLag.js';
 import { loadPresets, PROJECT_ROOT, threadRules } from '../core/pipelines.js';
 import { GstThreadPriorities } from '../core/threadPriority.js';
 import { ImageRenderer } from '../render/images.js';
-import { spawnMixerWorker, spawnRtcWorker, type MixerWorker, type RtcWorker } from '../workers/MediaWorker.js';
+import { GstHost } from '../gst/remote.js';
+import { spawnGstWorker, spawnMixerWorker, spawnRtcWorker, type GstWorker, type MixerWorker, type RtcWorker } from '../workers/MediaWorker.js';
 import os from 'node:os';
 import path from 'node:path';
 import { Participant } from './Participant.js';
@@ -40,6 +41,7 @@ export class Mcu {
   readonly #peerRooms = new Map<string, Room>();
   readonly rtcWorkers: RtcWorker[] = [];
   #mixer!: MixerWorker;
+  #gst!: GstHost;
   /** Every recording, running or finished, by id: this process's and those found on disk. */
   readonly recordings = new Map<string, Recording>();
   readonly layouts: LayoutRegistry;
@@ -63,6 +65,7 @@ export class Mcu {
       const n = config.rtcWorkers || Math.max(1, Math.min(os.availableParallelism(), 8));
       await Promise.all(Array.from({ length: n }, (_, i) => mcu.#startRtcWorker(i)));
       await mcu.#startMixer();
+      await mcu.#startGst();
     } catch (err) {
       await mcu.close();
       throw err;
@@ -111,9 +114,33 @@ export class Mcu {
     });
   }
 
+  async #startGst(): Promise<void> {
+    const g = await spawnGstWorker(this.config.logLevel);
+    this.#gst = new GstHost(g);
+    g.channel.on('load', ({ maxLoopLagMs, pipelines }) => {
+      g.maxLoopLagMs = maxLoopLagMs;
+      g.pipelines = pipelines;
+    });
+    g.on('died', (err) => {
+      if (this.#closed) return;
+      // Every pipeline went with it: the rooms close, so that people rejoin to working media.
+      this.#log.error(`GStreamer worker died: ${err.message}; closing its rooms and restarting it`);
+      for (const r of [...this.rooms.values()]) {
+        this.rooms.delete(r.id);
+        void r.close();
+      }
+      void this.#startGst().catch((e) => this.#log.error(`GStreamer worker could not restart: ${(e as Error).message}`));
+    });
+  }
+
+  /** Pipelines running in the GStreamer worker, as it last reported. */
+  get workerPipelines(): number {
+    return this.#gst?.worker.pipelines ?? 0;
+  }
+
   /** Every media worker thread, for metrics. */
-  get workers(): Array<RtcWorker | MixerWorker> {
-    return [...this.rtcWorkers.filter(Boolean), ...(this.#mixer ? [this.#mixer] : [])];
+  get workers(): Array<RtcWorker | MixerWorker | GstWorker> {
+    return [...this.rtcWorkers.filter(Boolean), ...(this.#mixer ? [this.#mixer] : []), ...(this.#gst ? [this.#gst.worker] : [])];
   }
 
   /** The RTC worker with the fewest peers. */
@@ -187,6 +214,7 @@ export class Mcu {
       renderer: this.#renderer,
       log: this.#log,
       mixer: this.#mixer,
+      gst: this.#gst,
       rtcWorkers: () => this.rtcWorkers,
       left: (p) => this.#left(p),
       emptied: (r) => this.#closeIfIdle(r),
@@ -265,6 +293,7 @@ export class Mcu {
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.rooms.values()].map((r) => r.close()));
     this.rooms.clear();
-    await Promise.all([...this.rtcWorkers.filter(Boolean), this.#mixer].filter(Boolean).map((w) => w.close()));
+    await this.#gst?.worker.channel.request('shutdown', {}).catch(() => undefined);
+    await Promise.all(this.workers.map((w) => w.close()));
   }
 }

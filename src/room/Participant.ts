@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../core/log.js';
 import { EL, participantLaunch, type IngestSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
-import { GstPipeline } from '../gst/native.js';
+import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
 import type { MediaKind, TrackInfo } from '../rtc/native.js';
 import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
@@ -11,6 +11,8 @@ export type Role = 'participant' | 'publisher' | 'viewer';
 
 export interface ParticipantDeps {
   presets: Presets;
+  /** Where its pipeline is built and runs: the GStreamer worker. */
+  gst: GstHost;
   mixer: MixerWorker;
   audioBitrate: number;
   stallMs: number;
@@ -47,7 +49,10 @@ export class Participant {
   /** The view on screen, and the one it switches to at its next keyframe (keys). */
   shownView?: string;
   pendingView?: string;
-  #pipeline?: GstPipeline;
+  #pipeline?: RemotePipeline;
+  /** The decoder's frame count as last read, and whether a read is under way. */
+  #decodedReported = 0;
+  #readingDecoded = false;
   #closed = false;
   readonly #restarts = new RestartPolicy();
   readonly #log: Logger;
@@ -128,28 +133,29 @@ export class Participant {
   async #startPipeline(): Promise<void> {
     const spec = await this.#spec();
     if (this.#closed || (!spec.video && !spec.audio && !spec.mix)) return;
-    const p = new GstPipeline(participantLaunch(spec, this.deps.presets));
+    const p = await this.deps.gst.start(participantLaunch(spec, this.deps.presets), {
+      // udpsrc binds a free port while the pipeline starts: the worker reads these back.
+      ports: [spec.video ? EL.videoIn : '', spec.audio ? EL.audioIn : '', spec.mix ? EL.mixIn : ''].filter(Boolean),
+      onBus: (e) => {
+        if (e.type === 'error') {
+          this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
+          this.#restartPipeline();
+        } else if (e.type === 'warning') {
+          this.#log.warn(`pipeline warning in element ${e.element}: ${e.message}`);
+          this.requestKeyframe(); // a decoder that complains has most likely lost sync
+        }
+      },
+    });
+    if (this.#closed) {
+      await p.close();
+      return;
+    }
     this.#pipeline = p;
-    this.#decoded = 0;
-    p.play((e) => {
-      if (e.type === 'error') {
-        this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
-        this.#restartPipeline();
-      } else if (e.type === 'warning') {
-        this.#log.warn(`pipeline warning in element ${e.element}: ${e.message}`);
-        this.requestKeyframe(); // a decoder that complains has most likely lost sync
-      }
-    });
+    this.#decoded = this.#decodedReported = 0;
     this.#restarts.started();
-    // udpsrc binds a free port while the pipeline starts; live pipelines start synchronously.
-    const port = (el: string) => Number(p.get(el, 'port'));
-    await this.#rtc.request('peer.targets', {
-      id: this.id,
-      videoInPort: spec.video ? port(EL.videoIn) : undefined,
-      audioInPort: spec.audio ? port(EL.audioIn) : undefined,
-    });
+    await this.#rtc.request('peer.targets', { id: this.id, videoInPort: p.ports[EL.videoIn], audioInPort: p.ports[EL.audioIn] });
     if (spec.mix) {
-      await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: this.id, port: port(EL.mixIn), format: 'l16' });
+      await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: this.id, port: p.ports[EL.mixIn], format: 'l16' });
     }
   }
 
@@ -180,12 +186,18 @@ export class Participant {
     return this.stats?.connected ?? false;
   }
 
-  /** Frames the decoder has delivered so far (the sink's own count). */
-  #framesDecoded(): number {
-    if (!this.#pipeline || this.#pipeline.closed) return this.#decoded;
-    const stats = String(this.#pipeline.get(EL.videoSink, 'stats') ?? '');
-    const m = /rendered=\(guint64\)(\d+)/.exec(stats);
-    return m ? Number(m[1]) : this.#decoded;
+  /** Reads the frames the decoder has delivered so far (the sink's own count), for the next upkeep. */
+  #readDecoded(): void {
+    const p = this.#pipeline;
+    if (!p || p.closed || this.#readingDecoded) return;
+    this.#readingDecoded = true;
+    p.get(EL.videoSink, 'stats')
+      .then((stats) => {
+        const m = /rendered=\(guint64\)(\d+)/.exec(String(stats ?? ''));
+        if (m && p === this.#pipeline) this.#decodedReported = Number(m[1]);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.#readingDecoded = false));
   }
 
   /** PLI to the publisher (its RTC worker sends at most one a second). */
@@ -205,8 +217,9 @@ export class Participant {
    */
   maintain(): void {
     if (this.#closed || !this.sendsVideo) return;
+    this.#readDecoded();
     const now = performance.now();
-    const decoded = this.#framesDecoded();
+    const decoded = this.#decodedReported;
     if (decoded !== this.#decoded) {
       this.#decoded = decoded;
       this.#lastFrameAt = now;

@@ -4,15 +4,11 @@ import path from 'node:path';
 import { compositionKey, type Composition } from '../core/composition.js';
 import { InvalidStateError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { EL, recorderLaunch, recordingCodec, type Presets, type RecordingFormat } from '../core/pipelines.js';
-import { GstPipeline } from '../gst/native.js';
-import { readPcmAt } from '../media/l16.js';
-import { LocalUdp } from '../media/localUdp.js';
-import { ViewFeeds, type ViewPacket } from '../media/viewFeeds.js';
+import { recorderLaunch, recordingCodec, type Presets, type RecordingFormat } from '../core/pipelines.js';
+import type { GstHost, RemoteRecorder } from '../gst/remote.js';
 import type { ImageRenderer } from '../render/images.js';
 import type { MixerWorker } from '../workers/MediaWorker.js';
 import { CompositeView } from './CompositeView.js';
-import { VideoOut } from '../media/VideoOut.js';
 
 /**
  * Creates a directory and its parents one by one. (fs.mkdirSync with `recursive` never returns
@@ -30,29 +26,6 @@ function ensureDir(dir: string): void {
     }
   }
   if (!fs.statSync(cur).isDirectory()) throw new Error(`${cur} is not a directory`);
-}
-
-/**
- * Where the mix goes on the recording's timeline, against the pictures. A mix frame is stamped
- * with the instant it was mixed (each input PLAYOUT_DELAY_MS after it arrived); a picture with the
- * instant it was composed, which is later after the same arrival: the video jitterbuffer holds
- * 20 ms more than the audio one, and the composite takes a picture from its channel up to a frame
- * after it lands and stamps it a frame later still. What is left of the difference after those
- * cancel was measured with bench/lipsync.mjs (the README has the figures). The rest of the spread
- * is where a composite's 30 fps ticks fall against a publisher's frames: within one frame.
- */
-const AUDIO_ALIGN_MS = 9;
-
-/** How long the composite's pictures wait before they go into the file (see #pushVideo). */
-const HOLD_MS = 300;
-
-interface HeldPicture {
-  source: object;
-  ts: number;
-  ptsMs: number;
-  arrived: number;
-  packets: Buffer[];
-  complete: boolean;
 }
 
 export type RecordingState = 'starting' | 'recording' | 'stopping' | 'done' | 'failed';
@@ -89,6 +62,8 @@ export interface RecordingOptions {
 export interface RecordingDeps {
   dir: string;
   presets: Presets;
+  /** Where its composites and its recorder run: the GStreamer worker. */
+  gst: GstHost;
   renderer: ImageRenderer;
   mixer: MixerWorker;
   channelOf: (participantId: string) => string;
@@ -119,22 +94,13 @@ export class Recording {
   /** This recording's own layout choices (`layout` and `pin`), changed like a viewer's. */
   prefs: { layout: string; pin?: string };
   readonly file: string;
-  #recorder?: GstPipeline;
-  #video?: VideoOut;
+  /** The media side: recorder, composite video in, mix in (src/media/RecorderMedia.ts). */
+  #media?: RemoteRecorder;
   #viewKey?: string;
   /** This recording's composites, by key; the one shown and the one it switches to. */
   readonly #views = new Map<string, CompositeView>();
-  /** Where their video comes back to this thread, and the full mix from the mixer worker. */
-  #feeds?: ViewFeeds;
-  #mixUdp?: LocalUdp;
-  /** The recording's timeline starts here (nowMs() clock, ms). */
-  #t0 = 0;
-  #lastSeq?: number;
-  #held: HeldPicture[] = [];
-  #lastPtsNs?: bigint;
-  #outSeq = 0;
-  #flushTimer?: NodeJS.Timeout;
-  #videoPackets = 0;
+  /** The key of the composite whose first keyframe the recording waits for, if any. */
+  #pendingKey?: string;
   #noVideoTimer?: NodeJS.Timeout;
   #fsync?: NodeJS.Timeout;
   #fd?: number;
@@ -238,29 +204,22 @@ export class Recording {
       return;
     }
     const o = this.options;
-    const recorder = new GstPipeline(
-      recorderLaunch({ format: o.format, audioBitrate: o.format === 'webm' ? 64_000 : 128_000, file: this.file }, this.deps.presets),
-    );
-    this.#recorder = recorder;
-    this.#t0 = recorder.play((e) => {
-      if (e.type === 'error') this.fail(`${e.element}: ${e.message}`);
-    });
-    this.#video = new VideoOut(
-      (packet, from) => this.#pushVideo(packet, from),
-      (_to, from) => from && this.#dropView(from.key),
-    );
-    this.#feeds = new ViewFeeds((key) => this.#views.get(key)?.requestKeyframe());
-    this.#flushTimer = setInterval(() => this.#flushVideo(), 20);
-    this.#flushTimer.unref();
     this.state = 'recording';
     try {
-      await this.#feeds.open();
+      this.#media = await this.deps.gst.startRecorder(
+        recorderLaunch({ format: o.format, audioBitrate: o.format === 'webm' ? 64_000 : 128_000, file: this.file }, this.deps.presets),
+        {
+          failed: (reason) => this.fail(reason),
+          // The recording shows `to` now: the composite it showed before goes.
+          switched: (to, from) => {
+            if (this.#pendingKey === to) this.#pendingKey = undefined;
+            if (from && from !== to) this.#dropView(from);
+          },
+          keyframe: (key) => this.#views.get(key)?.requestKeyframe(),
+        },
+      );
       // The full mix, no one left out, stamped with the instant each frame stands for.
-      this.#mixUdp = await LocalUdp.open((packet) => {
-        const m = readPcmAt(packet);
-        if (m && this.active) recorder.push(EL.mixIn, m.pcm, this.#timeline(m.atMs + AUDIO_ALIGN_MS));
-      });
-      await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: this.#mixId, port: this.#mixUdp.port, format: 'pcm-at' });
+      await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: this.#mixId, port: this.#media.mixPort, format: 'pcm-at' });
     } catch (err) {
       this.fail(`could not start: ${(err as Error).message}`);
       return;
@@ -275,7 +234,12 @@ export class Recording {
     // The muxer writes nothing until both streams flow: a composite that never delivers would
     // leave an empty file behind a "recording" state.
     this.#noVideoTimer = setTimeout(() => {
-      if (this.active && this.#videoPackets === 0) this.fail('the recording composite produced no video within 10 s');
+      void this.#media
+        ?.videoPackets()
+        .then((n) => {
+          if (this.active && n === 0) this.fail('the recording composite produced no video within 10 s');
+        })
+        .catch(() => undefined);
     }, 10_000);
     this.#noVideoTimer.unref();
     this.#log.info('recording', { file: this.file, format: o.format });
@@ -288,94 +252,38 @@ export class Recording {
   #dropView(key: string): void {
     const v = this.#views.get(key);
     this.#views.delete(key);
-    this.#feeds?.forget(key);
+    this.#media?.forget(key);
     void v?.close();
-  }
-
-  /** A nowMs() instant (ms) as a timestamp on the file's timeline (ns). */
-  #timeline(ms: number): bigint {
-    return BigInt(Math.max(0, Math.round((ms - this.#t0) * 1e6)));
-  }
-
-  /**
-   * One RTP packet of the composite's video. Pictures wait HOLD_MS before they go into the file:
-   * when a new composite takes over (with a keyframe, see VideoOut), the old composite's pictures
-   * of the same instants and later are still here to be dropped, so the file never shows a
-   * picture after its own time (which would put the video late at every layout change).
-   */
-  #pushVideo(packet: Buffer, from: ViewPacket): void {
-    if (!this.#recorder) return;
-    // The view parsed the packet already; VideoOut only rewrote its sequence number (continuous
-    // across composites) and timestamp.
-    const seq = packet.readUInt16BE(2);
-    if (this.#lastSeq !== undefined && seq !== ((this.#lastSeq + 1) & 0xffff)) {
-      // Lost on the way (a long stall of the event loop): the depayloader drops pictures until a
-      // keyframe, so ask for one.
-      this.#video?.requestKeyframe();
-    }
-    this.#lastSeq = seq;
-    this.#videoPackets++;
-    let f = this.#held.at(-1);
-    // A picture ends at its marker bit. (x264 can end two access units on one timestamp: they
-    // stay two pictures, the second placed just after the first.)
-    if (!f || f.complete || f.source !== from.source || f.ts !== from.rtp.timestamp) {
-      if (f && f.source !== from.source) {
-        this.#held = this.#held.filter((h) => h.source === from.source || h.ptsMs < from.ptsMs);
-      }
-      f = { source: from.source, ts: from.rtp.timestamp, ptsMs: from.ptsMs, arrived: performance.now(), packets: [], complete: false };
-      this.#held.push(f);
-    }
-    f.packets.push(packet);
-    f.complete = from.rtp.marker;
-  }
-
-  /** Writes the pictures that have waited long enough (all of them when `all`). */
-  #flushVideo(all = false): void {
-    const now = performance.now();
-    for (;;) {
-      const f = this.#held[0];
-      // A picture whose last packet was lost goes too, once another one follows it.
-      if (!f || !(f.complete || this.#held.length > 1) || (!all && now - f.arrived < HOLD_MS)) break;
-      this.#held.shift();
-      let ptsNs = this.#timeline(f.ptsMs);
-      if (this.#lastPtsNs !== undefined && ptsNs <= this.#lastPtsNs) ptsNs = this.#lastPtsNs + 1_000_000n;
-      this.#lastPtsNs = ptsNs;
-      for (const p of f.packets) {
-        p.writeUInt16BE(this.#outSeq, 2);
-        this.#outSeq = (this.#outSeq + 1) & 0xffff;
-        this.#recorder?.push(EL.videoRtpIn, p, ptsNs);
-      }
-    }
   }
 
   /** Shows `composition` from now on; a composition equal to the current one changes nothing. */
   update(composition: Composition): void {
-    if (!this.active || !this.#video || !this.#feeds) return;
+    const media = this.#media;
+    if (!this.active || !media) return;
     const key = `rec:${this.id}:${compositionKey(composition, this.codec, this.deps.videoBitrate)}`;
     if (key === this.#viewKey) return;
     // A composite that was about to take over, and is replaced before its first keyframe, goes.
-    const pending = this.#video.view;
-    if (pending && pending !== this.#video.shown) this.#dropView(pending.key);
+    if (this.#pendingKey) this.#dropView(this.#pendingKey);
+    if (this.#viewKey) this.#pendingKey = key;
     this.#viewKey = key;
-    const feeds = this.#feeds;
     const view = new CompositeView(
       key,
       composition,
       this.codec,
       this.deps.videoBitrate,
-      { presets: this.deps.presets, renderer: this.deps.renderer, channelOf: this.deps.channelOf, inputTimeoutMs: 6000, log: this.#log },
+      { presets: this.deps.presets, gst: this.deps.gst, renderer: this.deps.renderer, channelOf: this.deps.channelOf, inputTimeoutMs: 6000, log: this.#log },
       // A keyframe every 2 s, for seeking in the file; two encoder threads for the larger canvas;
       // every picture taken from its channel at a fixed point of the frame period (lip sync).
       { gopSeconds: 2, threads: 2, waitingText: 'Waiting for participants…', steadyTiles: true },
     );
     this.#views.set(key, view);
-    view.followers.set(this.id, feeds.port);
-    view.on('generation', ({ ssrc }) => feeds.generation(key, this.codec, ssrc));
-    view.on('started', ({ ssrc, startMs }) => feeds.started(key, ssrc, startMs));
+    view.followers.set(this.id, media.feedPort);
+    view.on('generation', ({ ssrc }) => media.generation(key, this.codec, ssrc));
+    view.on('started', ({ ssrc, startMs }) => media.started(key, ssrc, startMs));
     view.on('failed', (err) => this.fail(`the recording composite failed: ${err.message}`));
     view.start().catch((err) => this.#log.error(`recording composite failed to start: ${(err as Error).message}`));
     // The recording goes on showing the current composite until the new one's first keyframe.
-    this.#video.follow(feeds.feed(key));
+    media.follow(key);
   }
 
   /** Finalises the file: EOS through the encoders and muxer (index, duration), then stops. */
@@ -386,10 +294,7 @@ export class Recording {
     }
     this.state = 'stopping';
     void this.deps.mixer.channel.request('output.remove', { room: this.roomId, id: this.#mixId }).catch(() => undefined);
-    this.#video?.close();
-    this.#flushVideo(true);
-    const finished = (await this.#recorder?.drain(5000)) ?? false;
-    await this.#recorder?.close();
+    const finished = (await this.#media?.stop().catch(() => false)) ?? false;
     this.#release();
     this.stoppedAt = new Date();
     if (!finished) this.#log.warn('the recorder did not finish within 5 s; the file may lack its index');
@@ -406,19 +311,14 @@ export class Recording {
     this.state = 'failed';
     this.stoppedAt = new Date();
     void this.deps.mixer?.channel.request('output.remove', { room: this.roomId, id: this.#mixId }).catch(() => undefined);
-    this.#video?.close();
-    void this.#recorder?.close();
+    void this.#media?.close();
     this.#release();
     if (this.#fdOpened) this.#persist(); // nothing to describe if the file never existed
   }
 
   #release(): void {
     for (const key of [...this.#views.keys()]) this.#dropView(key);
-    this.#feeds?.close();
-    this.#mixUdp?.close();
     if (this.#fsync) clearInterval(this.#fsync);
-    if (this.#flushTimer) clearInterval(this.#flushTimer);
-    this.#held = [];
     if (this.#noVideoTimer) clearTimeout(this.#noVideoTimer);
     if (this.#fd !== undefined) {
       try {

@@ -6,6 +6,7 @@ import { SpeakerDetector } from '../core/speaker.js';
 import type { Logger } from '../core/log.js';
 import type { Presets } from '../core/pipelines.js';
 import type { ImageRenderer } from '../render/images.js';
+import type { GstHost } from '../gst/remote.js';
 import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
 import type { PeerStats } from '../workers/protocol.js';
 import { CompositeView } from './CompositeView.js';
@@ -20,6 +21,8 @@ export interface RoomDeps {
   renderer: ImageRenderer;
   log: Logger;
   mixer: MixerWorker;
+  /** The GStreamer worker, where every pipeline of the room is built and runs. */
+  gst: GstHost;
   /** The RTC workers, which hear about every composite's SSRC. */
   rtcWorkers: () => RtcWorker[];
   /** A participant left (or failed to join). */
@@ -55,7 +58,7 @@ export class Room {
   ) {
     this.#log = deps.log.child({ room: id });
     this.#speaker = new SpeakerDetector({ holdMs: deps.config.speakerHoldMs, floorDb: -50 });
-    this.#scalers = new TileScalers(videoChannel, deps.config.fps, BigInt(deps.config.stallMs * 3) * 1_000_000n, this.#log);
+    this.#scalers = new TileScalers(deps.gst, videoChannel, deps.config.fps, BigInt(deps.config.stallMs * 3) * 1_000_000n, this.#log);
     this.#tick = setInterval(() => this.#maintain(), 250);
   }
 
@@ -70,6 +73,7 @@ export class Room {
   async join(name: string, peer: PeerHandle, opts: { screenshare?: boolean } = {}): Promise<Participant> {
     const p = new Participant(this.id, name, peer, {
       presets: this.deps.presets,
+      gst: this.deps.gst,
       mixer: this.deps.mixer,
       audioBitrate: this.deps.config.audioBitrate,
       stallMs: this.deps.config.stallMs,
@@ -173,6 +177,7 @@ export class Room {
     const rec = new Recording(this.id, options, {
       dir: this.deps.config.recordingsDir,
       presets: this.deps.presets,
+      gst: this.deps.gst,
       renderer: this.deps.renderer,
       mixer: this.deps.mixer,
       channelOf: videoChannel,
@@ -282,6 +287,7 @@ export class Room {
     const cfg = this.deps.config;
     const view = new CompositeView(key, composition, codec, cfg.videoBitrate, {
       presets: this.deps.presets,
+      gst: this.deps.gst,
       renderer: this.deps.renderer,
       channelOf: videoChannel,
       scalers: cfg.tileScalers ? this.#scalers : undefined,

@@ -1,9 +1,9 @@
 import type { Logger } from '../core/log.js';
 import { scalerLaunch } from '../core/pipelines.js';
-import { GstPipeline } from '../gst/native.js';
+import type { GstHost, RemotePipeline } from '../gst/remote.js';
 
 interface Scaler {
-  pipeline: GstPipeline;
+  pipeline: Promise<RemotePipeline>;
   refs: number;
   ready: Promise<void>;
 }
@@ -20,6 +20,7 @@ export class TileScalers {
   #closed = false;
 
   constructor(
+    private readonly gst: GstHost,
     private readonly channelOf: (participantId: string) => string,
     private readonly fps: number,
     private readonly inputTimeoutNs: bigint,
@@ -39,11 +40,12 @@ export class TileScalers {
     const channel = TileScalers.channel(source, width, height);
     let s = this.#scalers.get(channel);
     if (!s) {
-      const pipeline = new GstPipeline(scalerLaunch({ source, channel, width, height, fps: this.fps, inputTimeoutNs: this.inputTimeoutNs }));
-      pipeline.play((e) => {
-        if (e.type === 'error') this.log.error(`tile scaler ${channel}: ${e.element}: ${e.message}`);
+      const pipeline = this.gst.start(scalerLaunch({ source, channel, width, height, fps: this.fps, inputTimeoutNs: this.inputTimeoutNs }), {
+        onBus: (e) => {
+          if (e.type === 'error') this.log.error(`tile scaler ${channel}: ${e.element}: ${e.message}`);
+        },
       });
-      s = { pipeline, refs: 0, ready: this.#firstPicture(pipeline) };
+      s = { pipeline, refs: 0, ready: pipeline.then((p) => this.#firstPicture(p)).catch(() => undefined) };
       this.#scalers.set(channel, s);
     }
     s.refs++;
@@ -51,10 +53,10 @@ export class TileScalers {
     return channel;
   }
 
-  async #firstPicture(p: GstPipeline): Promise<void> {
+  async #firstPicture(p: RemotePipeline): Promise<void> {
     const end = performance.now() + 500;
     while (performance.now() < end && !p.closed) {
-      const m = /rendered=\(guint64\)(\d+)/.exec(String(p.get('out', 'stats') ?? ''));
+      const m = /rendered=\(guint64\)(\d+)/.exec(String((await p.get('out', 'stats').catch(() => '')) ?? ''));
       if (m && Number(m[1]) > 0) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -64,7 +66,7 @@ export class TileScalers {
     const s = this.#scalers.get(channel);
     if (!s || --s.refs > 0) return;
     this.#scalers.delete(channel);
-    void s.pipeline.close();
+    void s.pipeline.then((p) => p.close()).catch(() => undefined);
   }
 
   get size(): number {
@@ -76,6 +78,6 @@ export class TileScalers {
     this.#closed = true;
     const all = [...this.#scalers.values()];
     this.#scalers.clear();
-    await Promise.all(all.map((s) => s.pipeline.close()));
+    await Promise.all(all.map((s) => s.pipeline.then((p) => p.close()).catch(() => undefined)));
   }
 }

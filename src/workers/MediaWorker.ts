@@ -6,13 +6,14 @@
 import { Worker } from 'node:worker_threads';
 import { TypedEmitter } from '../core/events.js';
 import { Channel, type EventMap, type PortLike, type RequestMap } from './channel.js';
-import type { MixerEvents, MixerRequests, NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
+import type { GstEvents, GstRequests, MixerEvents, MixerRequests, NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
 
-export type WorkerKind = 'rtc' | 'mixer';
+export type WorkerKind = 'rtc' | 'mixer' | 'gst';
 
 const SCRIPT: Record<WorkerKind, URL> = {
   rtc: new URL('./rtcWorker.js', import.meta.url),
   mixer: new URL('./mixerWorker.js', import.meta.url),
+  gst: new URL('./gstWorker.js', import.meta.url),
 };
 
 export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends TypedEmitter<{ died: Error }> {
@@ -65,6 +66,14 @@ export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends Ty
 
 export type RtcWorker = MediaWorker<RtcRequests, RtcEvents> & { feedPort: number };
 export type MixerWorker = MediaWorker<MixerRequests, MixerEvents>;
+export type GstWorker = MediaWorker<GstRequests, GstEvents> & { pipelines: number };
+
+export async function spawnGstWorker(logLevel: string): Promise<GstWorker> {
+  const w = new MediaWorker<GstRequests, GstEvents>('gst', 0) as GstWorker;
+  w.pipelines = 0;
+  await w.channel.request('init', { logLevel });
+  return w;
+}
 
 export async function spawnRtcWorker(index: number, logLevel: string, nice: number): Promise<RtcWorker> {
   const w = new MediaWorker<RtcRequests, RtcEvents>('rtc', index) as RtcWorker;

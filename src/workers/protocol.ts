@@ -79,3 +79,38 @@ export type MixerEvents = {
 
 export type NoRequests = Record<never, [unknown, unknown]>;
 export type NoEvents = Record<never, unknown>;
+
+export type GstRequests = {
+  init: [{ logLevel: string }, void];
+  /** Builds and plays a pipeline; returns when it went to PLAYING (nowMs clock) and the ports
+   * the named udpsrcs bound. */
+  'pipeline.start': [{ id: string; launch: string; ports?: string[] }, { startMs: number; ports: Record<string, number> }];
+  'pipeline.get': [{ id: string; element: string; prop: string }, string | number | boolean | null];
+  'pipeline.set': [{ id: string; element: string; prop: string; value: string | number | boolean }, void];
+  /** A keyframe from the encoder upstream of `element`. */
+  'pipeline.keyframe': [{ id: string; element: string }, void];
+  'pipeline.close': [{ id: string }, void];
+  /** A recording's recorder: returns the ports its composites' video and the mix come in on. */
+  'recorder.start': [{ id: string; launch: string }, { feedPort: number; mixPort: number }];
+  'recorder.generation': [{ id: string; key: string; codec: VideoCodec; ssrc: number }, void];
+  'recorder.started': [{ id: string; key: string; ssrc: number; startMs: number }, void];
+  'recorder.follow': [{ id: string; key: string }, void];
+  'recorder.forget': [{ id: string; key: string }, void];
+  'recorder.videoPackets': [{ id: string }, number];
+  /** Finalises the file; false when the muxer did not finish in time. */
+  'recorder.stop': [{ id: string }, boolean];
+  'recorder.close': [{ id: string }, void];
+  /** Stops every pipeline still running, before the thread ends (a bus callback that fires in
+   * a thread being torn down takes the process with it). */
+  shutdown: [Record<string, never>, void];
+};
+
+export type GstEvents = {
+  /** An error, warning, EOS or element message from a pipeline's bus. */
+  'pipeline.bus': { id: string; type: string; element: string; message?: string };
+  /** Four times a second: this thread's longest stall and the pipelines it runs. */
+  load: { maxLoopLagMs: number; pipelines: number };
+  'recorder.failed': { id: string; reason: string };
+  'recorder.switched': { id: string; to: string; from?: string };
+  'recorder.keyframe': { id: string; key: string };
+};

@@ -60,8 +60,17 @@ describe.each(['vp8', 'h264'] as const)('a real %s composite', (codec) => {
   it('puts each publisher’s colour at its tile, a placeholder for the one without video, and name plates', async () => {
     const out = path.join(tmp, `frames-${codec}`);
     const { composition, colours, tiles } = await buildComposite(codec, out);
-    await sleep(2500);
-    const f = await latestFrame(out);
+    // The first frames take a moment on a busy machine: wait for them, up to 15 s.
+    let f: Awaited<ReturnType<typeof latestFrame>> | undefined;
+    for (const end = Date.now() + 15_000; !f; ) {
+      await sleep(500);
+      f = await latestFrame(out).catch((err) => {
+        if (Date.now() > end) throw err;
+        return undefined;
+      });
+    }
+    await sleep(1000); // a picture with every tile settled, not the very first
+    f = await latestFrame(out);
     expect([f.width, f.height]).toEqual([640, 360]);
     for (const [i, t] of composition.tiles.entries()) {
       const centre = f.px(t.x + t.width / 2, t.y + t.height / 2);

@@ -1,0 +1,104 @@
+/**
+ * The GStreamer worker: the thread that builds, starts, adjusts and stops the pipelines of
+ * participants, composites and tile scalers, so that `gst_parse_launch` and state changes never
+ * hold the control thread (and its HTTP API) while someone joins. Media does not pass through it
+ * either: pipelines talk to the RTC and mixer workers over loopback UDP. The control thread drives
+ * it with GstRequests through RemotePipeline handles (src/gst/remote.ts).
+ */
+import { parentPort } from 'node:worker_threads';
+import { NotFoundError } from '../core/errors.js';
+import { setLogLevel, type LogLevel } from '../core/log.js';
+import { LoopLagMonitor } from '../core/loopLag.js';
+import { GstPipeline, runningPipelines } from '../gst/native.js';
+import { RecorderMedia } from '../media/RecorderMedia.js';
+import { Channel, type PortLike } from './channel.js';
+import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js';
+
+const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
+const lag = new LoopLagMonitor('gst-worker');
+const pipelines = new Map<string, GstPipeline>();
+const recorders = new Map<string, RecorderMedia>();
+const recorder = (id: string) => {
+  const r = recorders.get(id);
+  if (!r) throw new NotFoundError(`no recorder "${id}"`);
+  return r;
+};
+
+const pipeline = (id: string) => {
+  const p = pipelines.get(id);
+  if (!p) throw new NotFoundError(`no pipeline "${id}"`);
+  return p;
+};
+
+channel.serve({
+  init({ logLevel }) {
+    setLogLevel(logLevel as LogLevel);
+  },
+  'pipeline.start'({ id, launch, ports }) {
+    const p = new GstPipeline(launch);
+    pipelines.set(id, p);
+    const startMs = p.play((e) => channel.notify('pipeline.bus', { id, type: e.type, element: e.element, message: e.message }));
+    // udpsrc binds a free port while the pipeline starts; live pipelines start synchronously.
+    const bound: Record<string, number> = {};
+    for (const el of ports ?? []) bound[el] = Number(p.get(el, 'port'));
+    return { startMs, ports: bound };
+  },
+  'pipeline.get'({ id, element, prop }) {
+    const v = pipeline(id).get(element, prop);
+    return typeof v === 'bigint' ? Number(v) : (v as string | number | boolean | null);
+  },
+  'pipeline.set'({ id, element, prop, value }) {
+    pipelines.get(id)?.set(element, prop, value);
+  },
+  'pipeline.keyframe'({ id, element }) {
+    pipelines.get(id)?.forceKeyUnit(element);
+  },
+  async 'pipeline.close'({ id }) {
+    const p = pipelines.get(id);
+    pipelines.delete(id);
+    await p?.close();
+  },
+  async 'recorder.start'({ id, launch }) {
+    const r = new RecorderMedia(launch, {
+      failed: (reason) => channel.notify('recorder.failed', { id, reason }),
+      switched: (to, from) => channel.notify('recorder.switched', { id, to, from }),
+      keyframe: (key) => channel.notify('recorder.keyframe', { id, key }),
+    });
+    recorders.set(id, r);
+    return r.open();
+  },
+  'recorder.generation'({ id, key, codec, ssrc }) {
+    recorders.get(id)?.generation(key, codec, ssrc);
+  },
+  'recorder.started'({ id, key, ssrc, startMs }) {
+    recorders.get(id)?.started(key, ssrc, startMs);
+  },
+  'recorder.follow'({ id, key }) {
+    recorders.get(id)?.follow(key);
+  },
+  'recorder.forget'({ id, key }) {
+    recorders.get(id)?.forget(key);
+  },
+  'recorder.videoPackets'({ id }) {
+    return recorder(id).videoPackets;
+  },
+  async 'recorder.stop'({ id }) {
+    const r = recorder(id);
+    recorders.delete(id);
+    return r.stop();
+  },
+  async 'recorder.close'({ id }) {
+    const r = recorders.get(id);
+    recorders.delete(id);
+    await r?.close();
+  },
+  async shutdown() {
+    const all = [...pipelines.values()];
+    pipelines.clear();
+    const recs = [...recorders.values()];
+    recorders.clear();
+    await Promise.all([...all.map((p) => p.close()), ...recs.map((r) => r.stop().catch(() => false))]);
+  },
+});
+
+setInterval(() => channel.notify('load', { maxLoopLagMs: lag.maxLagMs, pipelines: runningPipelines }), 250);
