@@ -39,15 +39,20 @@ export class GstHost {
   }
 
   /** Builds and starts `launch` in the worker; bus errors, warnings and EOS go to `onBus`. */
-  async start(launch: string, opts: { ports?: string[]; onBus?: (e: BusEvent) => void } = {}): Promise<RemotePipeline> {
+  async start(launch: string, opts: { ports?: string[]; onBus?: (e: BusEvent) => void; signal?: AbortSignal } = {}): Promise<RemotePipeline> {
     const id = crypto.randomUUID();
     if (opts.onBus) this.#bus.set(id, opts.onBus);
+    // The owner gave up on it while it waited its turn to be built: the worker skips it.
+    const cancel = () => void this.worker.channel.request('pipeline.close', { id }).catch(() => undefined);
+    opts.signal?.addEventListener('abort', cancel, { once: true });
     try {
-      const { startMs, ports } = await this.worker.channel.request('pipeline.start', { id, launch, ports: opts.ports });
+      const { startMs, ports } = await this.worker.channel.request('pipeline.start', { id, launch, ports: opts.ports }, undefined, 60_000);
       return new RemotePipeline(this, id, startMs, ports);
     } catch (err) {
       this.#bus.delete(id);
       throw err;
+    } finally {
+      opts.signal?.removeEventListener('abort', cancel);
     }
   }
 

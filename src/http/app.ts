@@ -232,7 +232,10 @@ export function createApp(mcu: Mcu): express.Express {
     } else if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
       [status, code, message] = [e.status, 'bad_request', e.message ?? 'bad request'];
     }
-    if (status >= 500) log.error(`${req.method} ${req.path} failed: ${(err as Error)?.stack ?? err}`);
+    if (status === 503) {
+      res.set('Retry-After', '2');
+      log.warn(`${req.method} ${req.path} -> 503: ${message}`);
+    } else if (status >= 500) log.error(`${req.method} ${req.path} failed: ${(err as Error)?.stack ?? err}`);
     else log.debug(`${req.method} ${req.path} -> ${status}: ${message}`);
     res.status(status).json({ error: { code, message } });
   });

@@ -57,6 +57,8 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   #keyframeTimer?: NodeJS.Timeout;
   readonly #restarts = new RestartPolicy();
   #starting?: Promise<void>;
+  /** Aborted on close: a build still waiting its turn in the GStreamer worker is skipped. */
+  readonly #abort = new AbortController();
   #ports: number[] = [];
   /** Scaled channels this composite holds (released when it closes or rebuilds). */
   #scaled: string[] = [];
@@ -126,6 +128,7 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
     // Followers learn the SSRC before the first packet can reach them.
     this.safeEmit('generation', { ssrc });
     const p = await this.deps.gst.start(compositeLaunch(spec, this.deps.presets), {
+      signal: this.#abort.signal,
       onBus: (e) => {
         if (e.type === 'error') {
           this.#log.error(`pipeline error in element ${e.element}: ${e.message}`);
@@ -196,6 +199,7 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      this.#abort.abort();
       this.#restarts.cancel();
       if (this.#keyframeTimer) clearTimeout(this.#keyframeTimer);
       this.safeEmit('closed');

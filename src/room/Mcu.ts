@@ -293,7 +293,9 @@ export class Mcu {
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));
     await Promise.all([...this.rooms.values()].map((r) => r.close()));
     this.rooms.clear();
+    // Every pipeline stops in the GStreamer worker; the thread itself ends with the process (a
+    // thread torn down under a pending GStreamer bus callback took the process with it).
     await this.#gst?.worker.channel.request('shutdown', {}).catch(() => undefined);
-    await Promise.all(this.workers.map((w) => w.close()));
+    await Promise.all(this.workers.map((w) => w.close({ terminate: w.kind !== 'gst' })));
   }
 }

@@ -281,7 +281,9 @@ export class Recording {
     view.on('generation', ({ ssrc }) => media.generation(key, this.codec, ssrc));
     view.on('started', ({ ssrc, startMs }) => media.started(key, ssrc, startMs));
     view.on('failed', (err) => this.fail(`the recording composite failed: ${err.message}`));
-    view.start().catch((err) => this.#log.error(`recording composite failed to start: ${(err as Error).message}`));
+    view.start().catch((err) => {
+      if (!view.closed) this.#log.error(`recording composite failed to start: ${(err as Error).message}`);
+    });
     // The recording goes on showing the current composite until the new one's first keyframe.
     media.follow(key);
   }

@@ -276,7 +276,8 @@ export class Room {
     // Built after every follower is known, so each composite sends to the right threads at once.
     for (const v of started) {
       v.start().catch((err) => {
-        this.#log.error(`composite failed to start: ${(err as Error).message}`);
+        // A composite replaced before it was built is skipped, not failed.
+        if (!v.closed) this.#log.error(`composite failed to start: ${(err as Error).message}`);
         void v.close();
       });
     }

@@ -55,12 +55,18 @@ export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends Ty
     return this.#closed;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Ends the thread. `terminate` stops it at once; otherwise (the GStreamer worker, whose native
+   * bindings must not be torn down under a pending bus callback) it is only let go, and ends with
+   * the process.
+   */
+  async close(opts: { terminate?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.channel.close();
     this.removeAllListeners();
-    await this.#worker.terminate();
+    if (opts.terminate === false) this.#worker.unref();
+    else await this.#worker.terminate();
   }
 }
 

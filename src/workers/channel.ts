@@ -62,14 +62,15 @@ export class Channel<Out extends RequestMap, In extends RequestMap, OutEv extend
     this.#handlers = handlers;
   }
 
-  request<M extends keyof Out & string>(method: M, data: Out[M][0], transfer?: readonly unknown[]): Promise<Out[M][1]> {
+  request<M extends keyof Out & string>(method: M, data: Out[M][0], transfer?: readonly unknown[], timeoutMs = this.timeoutMs): Promise<Out[M][1]> {
     if (this.#closed) return Promise.reject(new ChannelClosedError(method));
     const id = this.#nextId++;
     return new Promise<Out[M][1]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new Error(`request ${method} timed out after ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+        // A media thread this far behind is overloaded: the client may try again later.
+        reject(new McuError(503, 'overloaded', `the server is overloaded (${method} took over ${timeoutMs} ms); try again shortly`));
+      }, timeoutMs);
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer, method });
       this.port.postMessage({ t: 'req', id, method, data } satisfies Wire, transfer);
     });

@@ -6,7 +6,7 @@
  * it with GstRequests through RemotePipeline handles (src/gst/remote.ts).
  */
 import { parentPort } from 'node:worker_threads';
-import { NotFoundError } from '../core/errors.js';
+import { InvalidStateError, NotFoundError } from '../core/errors.js';
 import { setLogLevel, type LogLevel } from '../core/log.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { GstPipeline, runningPipelines } from '../gst/native.js';
@@ -17,6 +17,29 @@ import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js
 const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
 const lag = new LoopLagMonitor('gst-worker');
 const pipelines = new Map<string, GstPipeline>();
+
+type StartRequest = GstRequests['pipeline.start'];
+const queued = new Map<string, { req: StartRequest[0]; resolve: (r: StartRequest[1]) => void; reject: (e: Error) => void }>();
+
+/** Builds and starts the oldest queued pipeline, then yields to messages (closes among them). */
+function buildNext(): void {
+  const first = queued.entries().next();
+  if (first.done) return;
+  const [id, { req, resolve, reject }] = first.value;
+  queued.delete(id);
+  try {
+    const p = new GstPipeline(req.launch);
+    pipelines.set(id, p);
+    const startMs = p.play((e) => channel.notify('pipeline.bus', { id, type: e.type, element: e.element, message: e.message }));
+    // udpsrc binds a free port while the pipeline starts; live pipelines start synchronously.
+    const bound: Record<string, number> = {};
+    for (const el of req.ports ?? []) bound[el] = Number(p.get(el, 'port'));
+    resolve({ startMs, ports: bound });
+  } catch (err) {
+    reject(err as Error);
+  }
+  if (queued.size > 0) setImmediate(buildNext);
+}
 const recorders = new Map<string, RecorderMedia>();
 const recorder = (id: string) => {
   const r = recorders.get(id);
@@ -34,14 +57,13 @@ channel.serve({
   init({ logLevel }) {
     setLogLevel(logLevel as LogLevel);
   },
-  'pipeline.start'({ id, launch, ports }) {
-    const p = new GstPipeline(launch);
-    pipelines.set(id, p);
-    const startMs = p.play((e) => channel.notify('pipeline.bus', { id, type: e.type, element: e.element, message: e.message }));
-    // udpsrc binds a free port while the pipeline starts; live pipelines start synchronously.
-    const bound: Record<string, number> = {};
-    for (const el of ports ?? []) bound[el] = Number(p.get(el, 'port'));
-    return { startMs, ports: bound };
+  'pipeline.start'(req) {
+    // Builds wait their turn, so that a close that comes first cancels one not yet built (a join
+    // replaces every viewer's composite, and the next join may replace them again before then).
+    return new Promise((resolve, reject) => {
+      queued.set(req.id, { req, resolve, reject });
+      if (queued.size === 1) setImmediate(buildNext);
+    });
   },
   'pipeline.get'({ id, element, prop }) {
     const v = pipeline(id).get(element, prop);
@@ -54,6 +76,12 @@ channel.serve({
     pipelines.get(id)?.forceKeyUnit(element);
   },
   async 'pipeline.close'({ id }) {
+    const q = queued.get(id);
+    if (q) {
+      queued.delete(id);
+      q.reject(new InvalidStateError(`pipeline ${id} was closed before it was built`));
+      return;
+    }
     const p = pipelines.get(id);
     pipelines.delete(id);
     await p?.close();
