@@ -11,6 +11,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { requester } from './ipc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FPS = 30;
@@ -21,21 +22,9 @@ if (isMainThread) {
   const workers = [];
   for (let i = 0; i < n; i++) {
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: { index: i } });
-    const pending = new Map();
-    let nextId = 1;
-    w.on('message', (m) => {
-      if (m.ports) return w.emit('ports', m.ports);
-      pending.get(m.id)?.(m);
-      pending.delete(m.id);
-    });
-    const call = (msg) =>
-      new Promise((resolve, reject) => {
-        const id = nextId++;
-        pending.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m.result)));
-        w.postMessage({ ...msg, id });
-      });
-    const ports = await new Promise((r) => w.once('ports', r));
-    workers.push({ call, ports, peers: 0 });
+    const ports = new Promise((r) => w.on('message', (m) => m.ports && r(m.ports)));
+    const call = requester((m) => w.postMessage(m), (fn) => w.on('message', fn));
+    workers.push({ call, ports: await ports, peers: 0 });
   }
   // One shared encoder feeds every publisher in every thread.
   const clients = (kind) => workers.map((w) => `127.0.0.1:${w.ports[kind]}`).join(',');

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MediaStreamTrack, RtpPacket } from 'werift';
+import { requester } from './ipc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
@@ -124,18 +125,7 @@ async function startGenerator() {
     proc.once('message', resolve);
     proc.once('exit', (c) => reject(new Error(`generator exited ${c}`)));
   });
-  const pending = new Map();
-  let nextId = 1;
-  proc.on('message', (m) => {
-    pending.get(m.id)?.(m);
-    pending.delete(m.id);
-  });
-  const call = (msg) =>
-    new Promise((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, (m) => (m.error ? reject(new Error(m.error)) : resolve(m.result)));
-      proc.send({ ...msg, id });
-    });
+  const call = requester((m) => proc.send(m), (fn) => proc.on('message', fn));
   return { proc, call, close: () => proc.disconnect() };
 }
 

@@ -105,11 +105,7 @@ export class Mcu {
     m.on('died', (err) => {
       if (this.#closed) return;
       // Every room's audio went with it: the rooms close, so that people rejoin to working audio.
-      this.#log.error(`mixer worker died: ${err.message}; closing its rooms and restarting it`);
-      for (const r of [...this.rooms.values()]) {
-        this.rooms.delete(r.id);
-        void r.close();
-      }
+      this.#closeAllRooms(`mixer worker died: ${err.message}`);
       void this.#startMixer().catch((e) => this.#log.error(`mixer could not restart: ${(e as Error).message}`));
     });
   }
@@ -124,13 +120,18 @@ export class Mcu {
     g.on('died', (err) => {
       if (this.#closed) return;
       // Every pipeline went with it: the rooms close, so that people rejoin to working media.
-      this.#log.error(`GStreamer worker died: ${err.message}; closing its rooms and restarting it`);
-      for (const r of [...this.rooms.values()]) {
-        this.rooms.delete(r.id);
-        void r.close();
-      }
+      this.#closeAllRooms(`GStreamer worker died: ${err.message}`);
       void this.#startGst().catch((e) => this.#log.error(`GStreamer worker could not restart: ${(e as Error).message}`));
     });
+  }
+
+  /** A worker that every room depends on died: every room closes (and its worker restarts). */
+  #closeAllRooms(why: string): void {
+    this.#log.error(`${why}; closing every room and restarting it`);
+    for (const r of [...this.rooms.values()]) {
+      this.rooms.delete(r.id);
+      void r.close();
+    }
   }
 
   /** Pipelines running in the GStreamer worker, as it last reported. */

@@ -78,7 +78,7 @@ async function browserWindow(people: SyntheticPeer[], during: () => Promise<unkn
 }
 
 describe('people coming and going disturb no one', () => {
-  it('in a room of 4 Chromium people, 5 others join and leave one after another: no frame gap over 200 ms and no audio gap over 60 ms at any of them', async () => {
+  it('in a room of 4 Chromium people, 5 others join and leave one after another: the server sends each of the four without a disturbance, and their browsers keep decoding', async () => {
     const people: SyntheticPeer[] = [];
     const specs: Array<[string, [number, number, number], number]> = [
       ['Red', [230, 30, 30], 440],
