@@ -9,7 +9,8 @@
 //   BENCH_SIZES_B   case (b) sizes, per-viewer 640x360 composites (default 4,6,8,10,12)
 //   BENCH_SIZES_AUDIO  audio-only room sizes (default 10,20,30,40)
 //   BENCH_JOINS     Chromium joins timed for the join-time figure (default 10; 0 skips it)
-//   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join (default all)
+//   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join,joins100 (default all)
+//   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
 import { execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,7 +28,8 @@ const sizes = (name, def) => (process.env[name] ?? def).split(',').map(Number);
 const SIZES_A = sizes('BENCH_SIZES_A', '8,16,24,30');
 const SIZES_B = sizes('BENCH_SIZES_B', '4,6,8,10,12');
 const SIZES_AUDIO = sizes('BENCH_SIZES_AUDIO', '10,20,30,40');
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,audio,bare,switch,latency,join').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,audio,bare,switch,latency,join,joins100').split(','));
+const JOINS_UNDER_LOAD = Number(process.env.BENCH_JOINS_UNDER_LOAD ?? 100);
 const JOINS = Number(process.env.BENCH_JOINS ?? 10);
 const FPS = 30;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -203,6 +205,36 @@ async function measureRoom(server, gen, n, kind) {
   await gen.call({ cmd: 'leaveAll' });
   await sleep(1500);
   return result;
+}
+
+/**
+ * Joins in a row while every CPU is kept busy by other processes, in a room with 4 people in it:
+ * each must complete ICE and DTLS within 10 s. (A werift DTLS bug once stalled such joins.)
+ */
+async function joinsUnderLoad(server, gen) {
+  const room = 'bench-joins';
+  for (let i = 0; i < 4; i++) await gen.call({ cmd: 'join', url: server.url, room, name: `r${i}`, video: true });
+  const hogs = os.cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  let ok = 0;
+  const failures = [];
+  const times = [];
+  try {
+    for (let i = 0; i < JOINS_UNDER_LOAD; i++) {
+      const t0 = performance.now();
+      try {
+        const { id } = await gen.call({ cmd: 'join', url: server.url, room, name: `j${i}`, video: false, waitConnected: true });
+        ok++;
+        times.push(performance.now() - t0);
+        await fetch(`${server.url}/v1/rooms/${room}/participants/${id}`, { method: 'DELETE' });
+      } catch (err) {
+        failures.push(String(err.message ?? err).slice(0, 120));
+      }
+    }
+  } finally {
+    hogs.forEach((h) => h.kill('SIGKILL'));
+    await gen.call({ cmd: 'leaveAll' });
+  }
+  return { joins: JOINS_UNDER_LOAD, completed: ok, medianMs: times.length ? Math.round(pct(times, 50)) : null, p95Ms: times.length ? Math.round(pct(times, 95)) : null, failures: failures.slice(0, 5) };
 }
 
 /** The same decode, composite and encode work as plain gst-launch-1.0, no WebRTC, timed the same. */
@@ -421,6 +453,7 @@ const capacity = { a: 0, b: 0, audio: 0 };
 let join = null;
 let switching = null;
 let lat = null;
+let loaded = null;
 try {
   for (const [kind, list] of [['a', SIZES_A], ['b', SIZES_B], ['audio', SIZES_AUDIO]]) {
     if (!ONLY.has(kind)) continue;
@@ -442,6 +475,8 @@ try {
   if (ONLY.has('latency')) lat = await latency(server);
   if (lat) console.error(`latency: ${JSON.stringify(lat)}`);
   if (ONLY.has('join')) join = await joinTimes(server, source);
+  if (ONLY.has('joins100')) loaded = await joinsUnderLoad(server, gen);
+  if (loaded) console.error(`joins under load: ${JSON.stringify(loaded)}`);
 } finally {
   gen.close();
   await source.close();
@@ -462,6 +497,7 @@ const result = {
   layoutSwitch: switching,
   latency: lat,
   joinTime: join,
+  joinsUnderLoad: loaded,
 };
 fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 fs.writeFileSync(path.join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2));
@@ -480,6 +516,7 @@ if (lat) {
   }
 }
 if (join) console.log(`join time, POST to first decoded frame in Chromium: median ${join.medianMs} ms, p95 ${join.p95Ms} ms (${join.samples.length} joins)`);
+if (loaded) console.log(`joins with every CPU busy: ${loaded.completed} of ${loaded.joins} completed ICE and DTLS within 10 s (median ${loaded.medianMs} ms, p95 ${loaded.p95Ms} ms)`);
 const atM = rows.find((r) => r.case === 'b' && r.participants === capacity.b);
 const generatorCores = Math.max(0, ...rows.map((r) => r.generatorCores));
 console.log(`summary: shared=${capacity.a} per-viewer=${capacity.b} ratio=${atM?.overheadRatio ?? '-'} generator-cores=${generatorCores}`);
