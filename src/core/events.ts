@@ -12,20 +12,8 @@ export class TypedEmitter<Events extends Record<string, unknown>> {
     return () => this.off(event, listener);
   }
 
-  once<E extends keyof Events>(event: E, listener: (data: Events[E]) => void): () => void {
-    const off = this.on(event, (data) => {
-      off();
-      listener(data);
-    });
-    return off;
-  }
-
   off<E extends keyof Events>(event: E, listener: (data: Events[E]) => void): void {
     this.#listeners.get(event)?.delete(listener as (data: never) => void);
-  }
-
-  listenerCount(event: keyof Events): number {
-    return this.#listeners.get(event)?.size ?? 0;
   }
 
   protected safeEmit<E extends keyof Events>(event: E, ...[data]: Events[E] extends void ? [] : [Events[E]]): void {

@@ -29,10 +29,6 @@ export class RestartPolicy {
     return true;
   }
 
-  get restarts(): number {
-    return this.#count;
-  }
-
   cancel(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;

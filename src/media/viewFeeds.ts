@@ -117,10 +117,6 @@ export class ViewFeeds {
     if (f.generation) this.#bySsrc.delete(f.generation.ssrc);
   }
 
-  get size(): number {
-    return this.#byKey.size;
-  }
-
   #onPacket(buf: Buffer): void {
     const rtp = parseRtp(buf);
     if (!rtp) return;

@@ -47,7 +47,7 @@ export interface CompositeViewEvents extends Record<string, unknown> {
 /**
  * One compositor and one encoder for one exact composition. Immutable: a different composition is
  * a different CompositeView. Viewers whose compositions are identical share it. Its RTP goes by
- * multiudpsink straight to the threads whose viewers follow it (`setPorts`), never through this
+ * multiudpsink straight to the threads whose viewers follow it (`updatePorts`), never through this
  * one; it carries a fresh SSRC for each run of the pipeline.
  */
 export class CompositeView extends TypedEmitter<CompositeViewEvents> {

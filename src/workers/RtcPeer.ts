@@ -77,7 +77,8 @@ export class RtcPeer {
     this.#audioOut = await LocalUdp.open((pkt) => {
       const rtp = parseRtp(pkt);
       if (!rtp) return;
-      this.#audioRewriter.rewrite(pkt, rtp, this.#audioOut);
+      // A rebuilt pipeline's encoder starts a new stream (its own SSRC): keep the peer's one.
+      this.#audioRewriter.rewrite(pkt, rtp, rtp.ssrc);
       const now = performance.now();
       if (this.#lastAudioOut > 0) this.#audioGapMs = Math.max(this.#audioGapMs, now - this.#lastAudioOut);
       this.#lastAudioOut = now;
