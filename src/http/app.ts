@@ -8,6 +8,7 @@ import { checkRoomId, type Mcu } from '../room/Mcu.js';
 import { parseLayout } from '../core/layouts.js';
 import { createMetrics } from './metrics.js';
 import { openApiDocument, validateBody } from './openapi.js';
+import { testHooks } from './testHooks.js';
 
 const log = createLogger('http');
 
@@ -196,25 +197,7 @@ export function createApp(mcu: Mcu): express.Express {
     res.status(204).end();
   });
 
-  if (mcu.config.testHooks) {
-    // Test mode only (MCU_TEST_HOOKS=1): hold the control thread in a busy loop, as a long
-    // synchronous job would, to prove that media does not wait for it.
-    app.post('/v1/test/stall', (req, res) => {
-      const ms = Math.min(Number(req.query.ms ?? 1000) || 0, 10_000);
-      const t0 = performance.now();
-      while (performance.now() - t0 < ms) {
-        // busy on purpose
-      }
-      res.json({ stalledMs: Math.round(performance.now() - t0) });
-    });
-    // Ends RTC worker N as a crash would: its peers leave, and a fresh worker takes its place.
-    app.post('/v1/test/crash-rtc-worker/:index', async (req, res) => {
-      const w = mcu.rtcWorkers[Number(req.params.index)];
-      if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);
-      await w.channel.request('test.crash', {});
-      res.status(202).json({ threadId: w.threadId });
-    });
-  }
+  if (mcu.config.testHooks) app.use('/v1/test', testHooks(mcu));
 
   app.use('/v1', (_req, _res, next) => next(new McuError(404, 'not_found', 'no such API route')));
 
