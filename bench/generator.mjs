@@ -3,7 +3,7 @@
 // measures: publishers and viewers are werift peers spread over worker threads, all fed by one
 // shared GStreamer encoder (VP8 640x360 at 30 fps, and Opus). The bench (bench/run.mjs) drives it
 // over the IPC channel of child_process.fork and reads its CPU from /proc.
-//   join { url, room, name, video, waitConnected }  -> { id }   a peer that sends and receives
+//   join { url, room, name, token, video, waitConnected }  -> { id }   a peer that sends and receives
 //                                    (video optional; waitConnected: once ICE and DTLS are done)
 //   measure { on }                                   start (resetting counters) or stop counting
 //   stats                             -> [{ frames, audio, maxAudioGapMs, maxFrameGapMs }]
@@ -72,7 +72,7 @@ if (isMainThread) {
     });
   }
 
-  async function join({ url, room, name, video = true, waitConnected = false }) {
+  async function join({ url, room, name, token, video = true, waitConnected = false }) {
     const pc = loopbackPeer();
     const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
     const tracks = {};
@@ -96,17 +96,18 @@ if (isMainThread) {
         }),
       );
     }
-    const location = await whipJoin(pc, url, room, name);
+    const location = await whipJoin(pc, url, room, name, token);
+    const bye = () => fetch(url + location, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } }).catch(() => undefined);
     // ICE and DTLS done, within 10 s (or the join counts as failed).
     if (waitConnected && pc.connectionState !== 'connected') {
       await pc.connectionStateChange.watch((st) => st === 'connected', 10_000).catch(async () => {
-        await fetch(url + location, { method: 'DELETE' }).catch(() => undefined);
+        await bye();
         await pc.close().catch(() => undefined);
         throw new Error(`not connected within 10 s (${pc.connectionState})`);
       });
     }
     for (const [kind, track] of Object.entries(tracks)) feed[kind].add(track);
-    peers.push({ pc, s, tracks, url, location });
+    peers.push({ pc, s, tracks, bye });
     return { id: location.split('/').pop() };
   }
 
@@ -123,7 +124,7 @@ if (isMainThread) {
         const all = peers.splice(0);
         for (const p of all) for (const [kind, track] of Object.entries(p.tracks)) feed[kind].delete(track);
         await Promise.all(all.map(async (p) => {
-          await fetch(p.url + p.location, { method: 'DELETE' }).catch(() => undefined);
+          await p.bye();
           await p.pc.close().catch(() => undefined);
         }));
       }

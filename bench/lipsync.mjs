@@ -23,15 +23,18 @@ const SWITCH_S = Number(process.env.LIPSYNC_SWITCH_S ?? 20);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-lipsync-'));
 
+// A client like any other: the admin key on every request.
+const KEY = `lipsync-admin-key-${process.pid}-0123456789`;
+const api = (u, init = {}) => fetch(u, { ...init, headers: { ...init.headers, Authorization: `Bearer ${KEY}` } });
 const proc = spawn(path.join(ROOT, 'bin/mcu'), [], {
-  env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_RECORDINGS_DIR: dir, MCU_CACHE_DIR: path.join(dir, 'cache') },
+  env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_RECORDINGS_DIR: dir, MCU_CACHE_DIR: path.join(dir, 'cache'), MCU_SECRETS_FILE: path.join(dir, 'secrets.json'), MCU_API_KEY: KEY },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const url = await new Promise((resolve) => {
   let out = '';
   proc.stdout.on('data', (d) => {
     out += d;
-    const m = /Open (http:\/\/\S+) in/.exec(out);
+    const m = /(http:\/\/[^/\s]+\/)\?room=/.exec(out);
     if (m) resolve(m[1].replace(/\/$/, ''));
   });
 });
@@ -44,7 +47,7 @@ async function publish(name, launch) {
   pc.addTransceiver(tracks.video, { direction: 'sendonly' });
   await pc.setLocalDescription(await pc.createOffer());
   if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
-  const res = await fetch(`${url}/v1/rooms/lipsync/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+  const res = await api(`${url}/v1/rooms/lipsync/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   ids[name] = res.headers.get('location').split('/').pop();
   const v = await LocalUdp.open((b) => tracks.video.writeRtp(RtpPacket.deSerialize(b)));
@@ -59,7 +62,7 @@ async function publish(name, launch) {
 // Flashes of 300 ms, one a second, with a click over exactly the same span.
 const flasher = await publish('Flasher', (v, a) => startFlasher(GstPipeline, v, a));
 await sleep(2500);
-const rec = await (await fetch(`${url}/v1/rooms/lipsync/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).json();
+const rec = await (await api(`${url}/v1/rooms/lipsync/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).json();
 const started = performance.now();
 let late;
 let switches = 0;
@@ -68,7 +71,7 @@ for (let k = 0; performance.now() - started < MINUTES * 60_000; k++) {
   if (SWITCH_S > 0 && late && performance.now() - started > nextSwitch) {
     nextSwitch += SWITCH_S * 1000;
     const body = ++switches % 2 ? { layout: 'pip', pin: ids.Flasher } : { layout: 'grid', pin: null };
-    await fetch(`${url}/v1/rooms/lipsync/recordings/${rec.id}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    await api(`${url}/v1/rooms/lipsync/recordings/${rec.id}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
   }
   if (!late && performance.now() - started > 30_000) {
     late = await publish(
@@ -80,7 +83,7 @@ for (let k = 0; performance.now() - started < MINUTES * 60_000; k++) {
   }
   await sleep(1000);
 }
-await fetch(`${url}/v1/rooms/lipsync/recordings/${rec.id}/stop`, { method: 'POST' });
+await api(`${url}/v1/rooms/lipsync/recordings/${rec.id}/stop`, { method: 'POST' });
 const file = path.join(dir, fs.readdirSync(dir).find((f) => f.includes(rec.id) && f.endsWith('.webm')));
 await flasher.close();
 await late?.close();

@@ -40,9 +40,26 @@ const cpuSeconds = (pid) => {
 };
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
+// The bench is a client like any other: the admin key for the operator's calls, and a join token
+// per room (from POST /v1/tokens) for the people.
+const BENCH_KEY = 'bench-admin-key-0123456789';
+const api = (url, init = {}) => fetch(url, { ...init, headers: { ...init.headers, Authorization: `Bearer ${BENCH_KEY}` } });
+const tokens = new Map();
+async function roomToken(server, room) {
+  if (!tokens.has(`${server.url} ${room}`)) {
+    const res = await api(`${server.url}/v1/tokens`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ room }) });
+    if (res.status !== 201) throw new Error(`token ${res.status} ${await res.text()}`);
+    tokens.set(`${server.url} ${room}`, (await res.json()).token);
+  }
+  return tokens.get(`${server.url} ${room}`);
+}
+
 async function startServer(env = {}) {
   const proc = spawn(path.join(ROOT, 'bin/mcu'), [], {
-    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'), ...env },
+    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'),
+      MCU_API_KEY: BENCH_KEY, MCU_API_SECRET: `bench-secret-${process.pid}-0123456789abcdef0123456789`,
+      // The bench measures capacity itself: no join-rate limit and no admission control in its way.
+      MCU_JOINS_PER_SECOND: '100000', MCU_CPU_BUDGET: '0', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // BENCH_SERVER_LOG=file keeps the server's standard output (for example with MCU_NODE_ARGS=--trace-gc).
@@ -52,8 +69,8 @@ async function startServer(env = {}) {
     let out = '';
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = /Open (http:\/\/\S+) in/.exec(out);
-      if (m) resolve(m[1].replace(/\/$/, ''));
+      const m = /(http:\/\/[^/\s]+)\/\?room=/.exec(out);
+      if (m) resolve(m[1]);
     });
     proc.once('exit', (c) => reject(new Error(`server exited ${c}`)));
   });
@@ -99,7 +116,7 @@ async function joinPeer(url, room, name, source) {
       }),
     );
   }
-  const location = await whipJoin(pc, url, room, name);
+  const location = await whipJoin(pc, url, room, name, BENCH_KEY);
   const feeders = {
     video: (b) => tracks.video.writeRtp(RtpPacket.deSerialize(b)),
     audio: (b) => tracks.audio.writeRtp(RtpPacket.deSerialize(b)),
@@ -113,7 +130,7 @@ async function joinPeer(url, room, name, source) {
     leave: async () => {
       source.subscribers.video.delete(feeders.video);
       source.subscribers.audio.delete(feeders.audio);
-      await fetch(url + location, { method: 'DELETE' }).catch(() => undefined);
+      await api(url + location, { method: 'DELETE' }).catch(() => undefined);
       await pc.close().catch(() => undefined);
     },
   });
@@ -135,7 +152,7 @@ async function startGenerator() {
  * figures over the last 10 s): the latest, and the 99th percentile, which leaves out the odd
  * keyframe of every GOP. 0 when every frame takes the same time through. */
 async function serverFrameLateness(server, room) {
-  const r = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
+  const r = await (await api(`${server.url}/v1/rooms/${room}`)).json();
   return {
     max: Math.max(0, ...r.participants.map((p) => p.stats.maxFrameLatenessMs ?? 0)),
     p99: Math.max(0, ...r.participants.map((p) => p.stats.p99FrameLatenessMs ?? 0)),
@@ -154,9 +171,9 @@ async function stopServer(server) {
 
 async function measureRoom(server, gen, n, kind) {
   const room = `bench-${kind}-${n}`;
-  await fetch(`${server.url}/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: room }) });
-  if (kind === 'a') await fetch(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
-  for (let i = 0; i < n; i++) await gen.call({ cmd: 'join', url: server.url, room, name: `p${i}`, video: kind !== 'audio' });
+  await api(`${server.url}/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: room }) });
+  if (kind === 'a') await api(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
+  for (let i = 0; i < n; i++) await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `p${i}`, video: kind !== 'audio' });
   // Every decoder and composite up, every viewer on its final composition, and the server's own
   // frame-gap figure (the last 10 s) no longer covering the joins.
   await sleep(11_000);
@@ -180,7 +197,7 @@ async function measureRoom(server, gen, n, kind) {
   const gcpu = cpuSeconds(gen.proc.pid) - gcpu0;
   await gen.call({ cmd: 'measure', on: false });
   const stats = await gen.call({ cmd: 'stats' });
-  const roomInfo = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
+  const roomInfo = await (await api(`${server.url}/v1/rooms/${room}`)).json();
   const fps = stats.filter((s) => s.video).map((s) => s.frames / wall);
   const result = {
     case: kind,
@@ -213,7 +230,7 @@ async function measureRoom(server, gen, n, kind) {
  */
 async function joinsUnderLoad(server, gen) {
   const room = 'bench-joins';
-  for (let i = 0; i < 4; i++) await gen.call({ cmd: 'join', url: server.url, room, name: `r${i}`, video: true });
+  for (let i = 0; i < 4; i++) await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `r${i}`, video: true });
   const hogs = os.cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
   let ok = 0;
   const failures = [];
@@ -222,10 +239,10 @@ async function joinsUnderLoad(server, gen) {
     for (let i = 0; i < JOINS_UNDER_LOAD; i++) {
       const t0 = performance.now();
       try {
-        const { id } = await gen.call({ cmd: 'join', url: server.url, room, name: `j${i}`, video: false, waitConnected: true });
+        const { id } = await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `j${i}`, video: false, waitConnected: true });
         ok++;
         times.push(performance.now() - t0);
-        await fetch(`${server.url}/v1/rooms/${room}/participants/${id}`, { method: 'DELETE' });
+        await api(`${server.url}/v1/rooms/${room}/participants/${id}`, { method: 'DELETE' });
       } catch (err) {
         failures.push(String(err.message ?? err).slice(0, 120));
       }
@@ -283,12 +300,12 @@ async function switchGaps(server, source) {
   for (const layout of ['speaker', 'grid', 'pip', 'side-by-side', 'presentation', 'grid', 'speaker', 'grid']) {
     await sleep(1500);
     const t0 = performance.now();
-    await fetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ layout }) });
+    await api(`${server.url}/v1/rooms/${room}/participants/${viewer.id}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ layout }) });
     await sleep(1500);
     const times = viewer.stats.frameTimes.filter((t) => t >= t0 - 200);
     let gap = 0;
     for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
-    const info = await (await fetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}`)).json();
+    const info = await (await api(`${server.url}/v1/rooms/${room}/participants/${viewer.id}`)).json();
     samples.push({ layout, maxGapMs: Math.round(gap), switchMs: info.stats.lastSwitchMs });
   }
   viewer.stats.measuring = false;
@@ -407,7 +424,7 @@ async function joinTimes(server, source) {
       const page = await browser.newPage();
       await page.goto(server.url + '/');
       times.push(
-        await page.evaluate(async () => {
+        await page.evaluate(async (token) => {
           const pc = new RTCPeerConnection({ iceServers: [] });
           pc.addTransceiver('audio', { direction: 'recvonly' });
           pc.addTransceiver('video', { direction: 'recvonly' });
@@ -428,13 +445,13 @@ async function joinTimes(server, source) {
             pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
           });
           const t0 = performance.now();
-          const res = await fetch('/v1/rooms/bench-join/participants?name=viewer', { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+          const res = await fetch('/v1/rooms/bench-join/participants?name=viewer', { method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` }, body: pc.localDescription.sdp });
           await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
           const t1 = await first;
-          await fetch(res.headers.get('Location'), { method: 'DELETE' });
+          await fetch(res.headers.get('Location'), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
           pc.close();
           return Math.round(t1 - t0);
-        }),
+        }, await roomToken(server, 'bench-join')),
       );
       await page.close();
     }

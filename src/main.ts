@@ -1,6 +1,11 @@
+import { tokenCommand } from './cli.js';
 import { main } from './server.js';
 
-main().catch((err) => {
-  process.stderr.write(`failed to start: ${err?.stack ?? err}\n`);
-  process.exit(1);
-});
+if (process.argv[2] === 'token') {
+  process.exitCode = await tokenCommand(process.argv.slice(3));
+} else {
+  main().catch((err) => {
+    process.stderr.write(`failed to start: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

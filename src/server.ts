@@ -2,11 +2,17 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type McuConfig } from './core/config.js';
 import { createLogger, setLogLevel, type LogLevel } from './core/log.js';
+import { Credentials } from './auth/credentials.js';
+import { loadSecrets } from './auth/secrets.js';
 import { createApp } from './http/app.js';
 import { Mcu } from './room/Mcu.js';
 
 export interface RunningServer {
   mcu: Mcu;
+  credentials: Credentials;
+  /** The admin key, when this start generated it (it is printed once). */
+  generatedKey?: string;
+  secretsFile?: string;
   url: string;
   port: number;
   close(): Promise<void>;
@@ -14,8 +20,13 @@ export interface RunningServer {
 
 export async function startServer(config: McuConfig = loadConfig()): Promise<RunningServer> {
   setLogLevel(config.logLevel as LogLevel);
+  const secrets = loadSecrets({ ...config.auth, file: config.auth.secretsFile });
+  const credentials = new Credentials(secrets.apiKey, secrets.apiSecret);
   const mcu = await Mcu.create(config);
-  const server = http.createServer(createApp(mcu));
+  const server = http.createServer(createApp(mcu, credentials));
+  // Slow or idle clients cannot hold connections for ever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -25,6 +36,9 @@ export async function startServer(config: McuConfig = loadConfig()): Promise<Run
   let closing: Promise<void> | undefined;
   return {
     mcu,
+    credentials,
+    generatedKey: secrets.keyGenerated ? secrets.apiKey : undefined,
+    secretsFile: secrets.file,
     port,
     url: `http://${shownHost}:${port}/`,
     close: () =>
@@ -40,7 +54,17 @@ export async function main(): Promise<void> {
   const log = createLogger('main');
   const running = await startServer();
   log.info(`listening on ${running.url}`);
-  process.stdout.write(`\n  Open ${running.url} in two or more browsers to join a call.\n\n`);
+  // Out of the box: one join link that works, and the admin key once, when it is generated.
+  const room = 'demo';
+  const { token } = await running.credentials.issue({ room, ttlSeconds: 24 * 3600 });
+  const lines = [`Open this link in two or more browsers to join a call in room "${room}" (valid 24 h):`, `    ${running.url}?room=${room}#token=${token}`];
+  if (running.generatedKey) {
+    lines.push('', `Admin API key (shown this once; kept in ${running.secretsFile}, readable only by you):`, `    ${running.generatedKey}`);
+  } else if (running.secretsFile) {
+    lines.push('', `Admin API key: in ${running.secretsFile} (or MCU_API_KEY).`);
+  }
+  lines.push('', 'More join links: npx webrtc-mcu token --room ROOM --name NAME');
+  process.stdout.write(`\n${lines.map((l) => '  ' + l).join('\n')}\n\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -44,6 +44,45 @@ export interface McuConfig {
   tileScalers: boolean;
   /** MCU_TEST_HOOKS=1: test-only routes (e.g. stalling the control thread on purpose). Default off. */
   testHooks: boolean;
+  /** Credentials (README, Security). */
+  auth: {
+    /** MCU_API_KEY: the admin key, sent as `Authorization: Bearer <key>`. Default: generated into the secrets file. */
+    apiKey?: string;
+    /** MCU_API_SECRET: signs join tokens (HS256). Default: generated into the secrets file. */
+    apiSecret?: string;
+    /** MCU_SECRETS_FILE: where a generated key and secret are kept, readable by its owner only. Default ./.mcu/secrets.json. */
+    secretsFile: string;
+    /** MCU_METRICS_PUBLIC=1: /metrics without credentials. Default off. */
+    metricsPublic: boolean;
+    /** MCU_CORS_ORIGINS: origins (comma separated, or "*") whose pages may call the API. Default: none. */
+    corsOrigins: string[];
+  };
+  /** Limits; a refusal names the one it hit. */
+  limits: {
+    /** MCU_MAX_PARTICIPANTS: people in one room. Default 30. */
+    participantsPerRoom: number;
+    /** MCU_MAX_ROOMS: rooms on this node. Default 100. */
+    rooms: number;
+    /** MCU_JOINS_PER_SECOND: joins per second from one client address. Default 5. */
+    joinsPerSecond: number;
+    /** MCU_MAX_NAME_LENGTH: characters in a participant's name. Default 64. */
+    nameLength: number;
+    /** MCU_MAX_ROOM_ID_LENGTH: characters in a room id, up to 64. Default 64. */
+    roomIdLength: number;
+    /** MCU_CPU_BUDGET: fraction of this process's cores past which joins are refused with 503. Default 0.8; 0 turns admission control off. */
+    cpuBudget: number;
+    /** MCU_PARTICIPANT_COST: what one more participant costs, in cores (from `npm run bench`). Default 0.16. */
+    participantCost: number;
+  };
+}
+
+function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new BadRequestError(`${name} must be a number from ${min} to ${max}, got "${value}"`, 'bad_config');
+  }
+  return n;
 }
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
@@ -87,5 +126,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     mediaNice: int('MCU_MEDIA_NICE', env.MCU_MEDIA_NICE, -10, -20, 0),
     tileScalers: env.MCU_TILE_SCALERS === '1',
     testHooks: env.MCU_TEST_HOOKS === '1',
+    auth: {
+      apiKey: env.MCU_API_KEY || undefined,
+      apiSecret: env.MCU_API_SECRET || undefined,
+      secretsFile: path.resolve(env.MCU_SECRETS_FILE ?? '.mcu/secrets.json'),
+      metricsPublic: env.MCU_METRICS_PUBLIC === '1',
+      corsOrigins: (env.MCU_CORS_ORIGINS ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    },
+    limits: {
+      participantsPerRoom: int('MCU_MAX_PARTICIPANTS', env.MCU_MAX_PARTICIPANTS, 30, 1, 1000),
+      rooms: int('MCU_MAX_ROOMS', env.MCU_MAX_ROOMS, 100, 1, 100_000),
+      joinsPerSecond: int('MCU_JOINS_PER_SECOND', env.MCU_JOINS_PER_SECOND, 5, 1, 100_000),
+      nameLength: int('MCU_MAX_NAME_LENGTH', env.MCU_MAX_NAME_LENGTH, 64, 1, 256),
+      roomIdLength: int('MCU_MAX_ROOM_ID_LENGTH', env.MCU_MAX_ROOM_ID_LENGTH, 64, 1, 64),
+      cpuBudget: num('MCU_CPU_BUDGET', env.MCU_CPU_BUDGET, 0.8, 0, 1),
+      participantCost: num('MCU_PARTICIPANT_COST', env.MCU_PARTICIPANT_COST, 0.16, 0.001, 64),
+    },
   };
 }

@@ -1,5 +1,9 @@
+import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { rateLimit } from 'express-rate-limit';
 import path from 'node:path';
+import { may, type Credentials, type Principal, type Role } from '../auth/credentials.js';
+import { LimitError } from '../core/admission.js';
 import { BadRequestError, McuError, NotFoundError, UnsupportedMediaError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { PROJECT_ROOT } from '../core/pipelines.js';
@@ -8,15 +12,51 @@ import { checkRoomId, type Mcu } from '../room/Mcu.js';
 import { parseLayout } from '../core/layouts.js';
 import { createMetrics } from './metrics.js';
 import { openApiDocument, validateBody } from './openapi.js';
+import { ForbiddenError, guards, UnauthorizedError } from './auth.js';
 import { testHooks } from './testHooks.js';
 
 const log = createLogger('http');
 
-/** The REST API (WHIP-shaped join) and the built-in join page. */
-export function createApp(mcu: Mcu): express.Express {
+/** The REST API (WHIP-shaped join) and the built-in join page. Every route checks credentials (README, Security). */
+export function createApp(mcu: Mcu, creds: Credentials): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  const { limits, auth } = mcu.config;
+  // Browser WHIP clients on other origins: only those on the allow-list (MCU_CORS_ORIGINS).
+  if (auth.corsOrigins.length) {
+    app.use(
+      cors({
+        origin: auth.corsOrigins.includes('*') ? '*' : auth.corsOrigins,
+        methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+        allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
+        exposedHeaders: ['Location', 'Link', 'ETag', 'Retry-After', 'WWW-Authenticate', 'Content-Range', 'RateLimit', 'RateLimit-Policy'],
+        maxAge: 600,
+      }),
+    );
+  }
   app.use(express.static(path.join(PROJECT_ROOT, 'public')));
+  const need = guards(creds);
+
+  // Joins per second from one client address (express-rate-limit), before the offer is even read.
+  const joinRate = rateLimit({
+    windowMs: 1000,
+    limit: limits.joinsPerSecond,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    handler: (_req, _res, next) =>
+      next(new LimitError(429, 'joins_per_second', `too many joins from this address: ${limits.joinsPerSecond} a second is the limit (MCU_JOINS_PER_SECOND)`, 1)),
+  });
+
+  /** The participant's own credential (the token it joined with), or one that runs its room. */
+  const self = (req: Request) => {
+    const room = String(req.params.room);
+    need.check(
+      req,
+      (p: Principal) =>
+        may.roomAdmin(p, room) ||
+        (p.kind === 'token' && (p.grants.room === room || p.grants.room === '*') && mcu.ownedBy(String(req.params.id), p.tokenId)),
+    );
+  };
 
   const sdpBody = express.text({ type: 'application/sdp', limit: MAX_SDP_BYTES });
   const requireSdp = (req: Request, _res: Response, next: NextFunction) => {
@@ -26,13 +66,26 @@ export function createApp(mcu: Mcu): express.Express {
     next();
   };
 
-  app.post('/v1/rooms/:room/participants', requireSdp, sdpBody, async (req, res) => {
-    const roomId = checkRoomId(String(req.params.room));
+  app.post('/v1/tokens', need.admin, express.json({ limit: '4kb' }), async (req, res) => {
+    const body = validateBody<{ room: string; name?: string; role?: Role; ttlSeconds?: number }>('TokenRequest', req.body);
+    res.status(201).json(await creds.issue(body));
+  });
+
+  app.post('/v1/rooms/:room/participants', need.join, joinRate, requireSdp, sdpBody, async (req, res) => {
+    const roomId = checkRoomId(String(req.params.room), limits.roomIdLength);
     if (typeof req.body !== 'string' || req.body.trim() === '') {
       throw new BadRequestError('the request body must be an SDP offer; it was empty', 'bad_sdp');
     }
     const screenshare = req.query.screenshare === 'true' || req.query.screenshare === '1';
-    const { participant, answer } = await mcu.join(roomId, req.query.name, req.body, { screenshare });
+    const p = req.principal!;
+    // A token that names the participant decides its name; ?name= is for tokens that do not.
+    const name = p.kind === 'token' && p.name ? p.name : req.query.name;
+    const { participant, answer } = await mcu.join(roomId, name, req.body, {
+      screenshare,
+      owner: p.kind === 'token' ? p.tokenId : undefined,
+      canPublish: p.kind === 'key' || p.grants.canPublish,
+      canSubscribe: p.kind === 'key' || p.grants.canSubscribe,
+    });
     const location = `/v1/rooms/${encodeURIComponent(roomId)}/participants/${participant.id}`;
     res.status(201).location(location).type('application/sdp').send(answer);
   });
@@ -42,24 +95,27 @@ export function createApp(mcu: Mcu): express.Express {
     res.status(405).set('Allow', 'GET, DELETE').json({ error: { code: 'method_not_allowed', message: 'trickle ICE is not supported; the answer carries all candidates' } });
   });
 
-  app.delete('/v1/rooms/:room/participants/:id', async (req, res) => {
+  app.delete('/v1/rooms/:room/participants/:id', need.any, async (req, res) => {
+    self(req);
     await mcu.room(String(req.params.room)).leave(String(req.params.id));
     res.status(204).end();
   });
 
-  app.get('/v1/rooms', (_req, res) => {
+  app.get('/v1/rooms', need.admin, (_req, res) => {
     res.json(mcu.dump());
   });
 
-  app.get('/v1/rooms/:room', (req, res) => {
+  app.get('/v1/rooms/:room', need.roomAdmin, (req, res) => {
     res.json(mcu.room(String(req.params.room)).dump());
   });
 
-  app.get('/v1/rooms/:room/participants/:id', (req, res) => {
+  app.get('/v1/rooms/:room/participants/:id', need.any, (req, res) => {
+    self(req);
     res.json(mcu.room(String(req.params.room)).get(String(req.params.id)).dump());
   });
 
-  app.get('/v1/rooms/:room/participants/:id/view', (req, res) => {
+  app.get('/v1/rooms/:room/participants/:id/view', need.any, (req, res) => {
+    self(req);
     const c = mcu.room(String(req.params.room)).viewOf(String(req.params.id));
     res.json({
       width: c.width,
@@ -74,7 +130,7 @@ export function createApp(mcu: Mcu): express.Express {
   const room = (req: Request) => mcu.room(String(req.params.room));
 
   const metrics = createMetrics(mcu);
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', ...(auth.metricsPublic ? [] : [need.admin]), async (_req, res) => {
     res.type(metrics.contentType).send(await metrics.metrics());
   });
 
@@ -82,15 +138,15 @@ export function createApp(mcu: Mcu): express.Express {
     res.json(openApiDocument);
   });
 
-  app.get('/v1/layouts', (_req, res) => {
+  app.get('/v1/layouts', need.any, (_req, res) => {
     res.json({ layouts: mcu.layouts.list() });
   });
 
-  app.get('/v1/layouts/:layout', (req, res) => {
+  app.get('/v1/layouts/:layout', need.any, (req, res) => {
     res.json(mcu.layouts.get(String(req.params.layout)));
   });
 
-  app.put('/v1/layouts/:layout', jsonBody, (req, res) => {
+  app.put('/v1/layouts/:layout', need.admin, jsonBody, (req, res) => {
     const raw = { ...(typeof req.body === 'object' && req.body !== null ? req.body : {}), id: req.body?.id ?? req.params.layout };
     if (raw.id !== req.params.layout) throw new BadRequestError(`field "id" ("${raw.id}") must match the layout id in the path ("${req.params.layout}")`, 'invalid_layout');
     validateBody('Layout', raw);
@@ -100,23 +156,31 @@ export function createApp(mcu: Mcu): express.Express {
     res.status(created ? 201 : 200).json(mcu.layouts.get(layout.id));
   });
 
-  app.delete('/v1/layouts/:layout', (req, res) => {
+  app.delete('/v1/layouts/:layout', need.admin, (req, res) => {
     mcu.layouts.delete(String(req.params.layout));
     mcu.layoutChanged(String(req.params.layout));
     res.status(204).end();
   });
 
-  app.post('/v1/rooms', jsonBody, async (req, res) => {
+  app.post('/v1/rooms', need.any, jsonBody, async (req, res) => {
     const body = validateBody<{ id: string; layout?: string; autoRecord?: boolean | Record<string, unknown> }>('CreateRoomRequest', req.body);
+    need.check(req, (p) => may.roomAdmin(p, body.id));
     const r = await mcu.createRoom(body.id, { layout: body.layout, autoRecord: body.autoRecord as never });
     res.status(201).location(`/v1/rooms/${encodeURIComponent(r.id)}`).json(r.dump());
   });
 
-  app.post('/v1/rooms/:room/recordings', jsonBody, async (req, res) => {
+  app.post('/v1/rooms/:room/recordings', need.record, jsonBody, async (req, res) => {
     const opts = validateBody<Record<string, never>>('RecordingRequest', req.body ?? {});
     const rec = await mcu.startRecording(String(req.params.room), opts);
     res.status(201).location(`/v1/recordings/${rec.id}`).json(rec.dump());
   });
+
+  /** A recording, for those who may see it: an admin, or a token that records or runs its room. */
+  const recordingFor = (req: Request) => {
+    const rec = mcu.recording(String(req.params.rec));
+    need.check(req, (p) => may.record(p, rec.roomId));
+    return rec;
+  };
 
   const roomRecording = (req: Request) => {
     const rec = mcu.recording(String(req.params.rec));
@@ -124,32 +188,36 @@ export function createApp(mcu: Mcu): express.Express {
     return rec;
   };
 
-  app.post('/v1/rooms/:room/recordings/:rec/stop', async (req, res) => {
+  app.post('/v1/rooms/:room/recordings/:rec/stop', need.record, async (req, res) => {
     roomRecording(req);
     res.json((await mcu.stopRecording(String(req.params.rec))).dump());
   });
 
-  app.put('/v1/rooms/:room/recordings/:rec/layout', jsonBody, (req, res) => {
+  app.put('/v1/rooms/:room/recordings/:rec/layout', need.record, jsonBody, (req, res) => {
     const rec = roomRecording(req);
     room(req).setRecordingPrefs(rec, validateBody('RecordingLayoutRequest', req.body));
     res.json(rec.dump());
   });
 
-  app.get('/v1/recordings', (_req, res) => {
-    res.json({ recordings: [...mcu.recordings.values()].map((r) => r.dump()) });
+  app.get('/v1/recordings', need.any, (req, res) => {
+    // An admin sees every recording; a token with roomRecord or roomAdmin, its room's.
+    const p = req.principal!;
+    if (!may.admin(p) && !(p.kind === 'token' && (p.grants.roomRecord || p.grants.roomAdmin))) throw new ForbiddenError();
+    res.json({ recordings: [...mcu.recordings.values()].filter((r) => may.record(p, r.roomId)).map((r) => r.dump()) });
   });
 
-  app.get('/v1/recordings/:rec', (req, res) => {
-    res.json(mcu.recording(String(req.params.rec)).dump());
+  app.get('/v1/recordings/:rec', need.any, (req, res) => {
+    res.json(recordingFor(req).dump());
   });
 
-  app.delete('/v1/recordings/:rec', async (req, res) => {
+  app.delete('/v1/recordings/:rec', need.any, async (req, res) => {
+    recordingFor(req);
     await mcu.deleteRecording(String(req.params.rec));
     res.status(204).end();
   });
 
-  app.get('/v1/recordings/:rec/file', (req, res, next) => {
-    const rec = mcu.recording(String(req.params.rec));
+  app.get('/v1/recordings/:rec/file', need.any, (req, res, next) => {
+    const rec = recordingFor(req);
     if (rec.sizeBytes() === null) throw new NotFoundError(`recording ${rec.id} has no file`);
     res.type(rec.mimeType);
     res.attachment(`${rec.roomId}-${rec.id}.${rec.options.format}`);
@@ -157,47 +225,51 @@ export function createApp(mcu: Mcu): express.Express {
     res.sendFile(rec.file, { acceptRanges: true, cacheControl: false, lastModified: true }, (err) => err && next(err));
   });
 
-  app.put('/v1/rooms/:room/layout', jsonBody, (req, res) => {
+  app.put('/v1/rooms/:room/layout', need.roomAdmin, jsonBody, (req, res) => {
     const r = room(req);
     r.setLayout(validateBody<{ layout?: string; selfView?: boolean }>('RoomLayoutRequest', req.body));
     res.json(r.dump());
   });
 
-  app.put('/v1/rooms/:room/participants/:id/layout', jsonBody, (req, res) => {
+  app.put('/v1/rooms/:room/participants/:id/layout', need.any, jsonBody, (req, res) => {
+    self(req);
     const r = room(req);
     r.setViewerPrefs(String(req.params.id), validateBody('ViewerLayoutRequest', req.body));
     res.json(r.get(String(req.params.id)).dump());
   });
 
-  app.delete('/v1/rooms/:room/participants/:id/layout', (req, res) => {
+  app.delete('/v1/rooms/:room/participants/:id/layout', need.any, (req, res) => {
+    self(req);
     room(req).clearViewerPrefs(String(req.params.id));
     res.status(204).end();
   });
 
-  app.put('/v1/rooms/:room/pin', jsonBody, (req, res) => {
+  app.put('/v1/rooms/:room/pin', need.roomAdmin, jsonBody, (req, res) => {
     const r = room(req);
     r.setPin(validateBody<{ participantId: string | null }>('PinRequest', req.body).participantId);
     res.json(r.dump());
   });
 
-  app.delete('/v1/rooms/:room/pin', (req, res) => {
+  app.delete('/v1/rooms/:room/pin', need.roomAdmin, (req, res) => {
     room(req).setPin(null);
     res.status(204).end();
   });
 
-  app.put('/v1/rooms/:room/participants/:id/pin', jsonBody, (req, res) => {
+  app.put('/v1/rooms/:room/participants/:id/pin', need.any, jsonBody, (req, res) => {
+    self(req);
     const r = room(req);
     const { participantId } = validateBody<{ participantId: string | null }>('PinRequest', req.body);
     r.setViewerPrefs(String(req.params.id), { pin: participantId });
     res.json(r.get(String(req.params.id)).dump());
   });
 
-  app.delete('/v1/rooms/:room/participants/:id/pin', (req, res) => {
+  app.delete('/v1/rooms/:room/participants/:id/pin', need.any, (req, res) => {
+    self(req);
     room(req).setViewerPrefs(String(req.params.id), { pin: null });
     res.status(204).end();
   });
 
-  if (mcu.config.testHooks) app.use('/v1/test', testHooks(mcu));
+  if (mcu.config.testHooks) app.use('/v1/test', need.admin, testHooks(mcu));
 
   app.use('/v1', (_req, _res, next) => next(new McuError(404, 'not_found', 'no such API route')));
 
@@ -208,6 +280,8 @@ export function createApp(mcu: Mcu): express.Express {
     let message = 'internal error';
     if (err instanceof McuError) {
       ({ status, code, message } = err);
+      if (err instanceof UnauthorizedError) res.set('WWW-Authenticate', 'Bearer realm="webrtc-mcu"');
+      if (err instanceof LimitError && err.retryAfterSeconds) res.set('Retry-After', String(err.retryAfterSeconds));
     } else if (e?.type === 'entity.too.large') {
       [status, code, message] = [413, 'too_large', 'the request body is too large'];
     } else if (e?.type === 'entity.parse.failed') {
@@ -216,11 +290,11 @@ export function createApp(mcu: Mcu): express.Express {
       [status, code, message] = [e.status, 'bad_request', e.message ?? 'bad request'];
     }
     if (status === 503) {
-      res.set('Retry-After', '2');
+      if (!res.get('Retry-After')) res.set('Retry-After', '2');
       log.warn(`${req.method} ${req.path} -> 503: ${message}`);
     } else if (status >= 500) log.error(`${req.method} ${req.path} failed: ${(err as Error)?.stack ?? err}`);
     else log.debug(`${req.method} ${req.path} -> ${status}: ${message}`);
-    res.status(status).json({ error: { code, message } });
+    res.status(status).json({ error: { code, message, ...(err instanceof LimitError ? { limit: err.limit } : {}) } });
   });
   return app;
 }

@@ -82,6 +82,25 @@ const schemas = {
     minProperties: 1,
     properties: { layout: { type: ['string', 'null'], pattern: id.pattern }, pin: { type: ['string', 'null'], minLength: 1, maxLength: 64 } },
   },
+  TokenRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['room'],
+    properties: {
+      room: { type: 'string', pattern: '^([A-Za-z0-9_-]{1,64}|\\*)$', description: 'The room the token is for, or "*" for every room' },
+      name: { type: 'string', minLength: 1, maxLength: 64, description: 'The participant’s name; it overrides ?name= at join' },
+      role: {
+        enum: ['participant', 'viewer', 'moderator', 'admin'],
+        default: 'participant',
+        description: 'participant: joins, sends and receives. viewer: joins and receives only. moderator: joins and runs the room (layouts, pins, removals, recordings). admin: runs the room without joining.',
+      },
+      ttlSeconds: { type: 'integer', minimum: 1, maximum: 2592000, default: 21600 },
+    },
+  },
+  Token: {
+    type: 'object',
+    properties: { token: { type: 'string', description: 'A JWT (HS256) to send as Authorization: Bearer' }, expiresAt: { type: 'string' } },
+  },
   CreateRoomRequest: {
     type: 'object',
     additionalProperties: false,
@@ -168,6 +187,7 @@ const schemas = {
   },
 };
 
+const limited = (description: string) => ({ ...err(description), headers: { 'Retry-After': { schema: { type: 'integer' } } } });
 const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
 const json = (ref: string, description = 'OK') => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
 const body = (ref: string) => ({ required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
@@ -177,8 +197,19 @@ const participant = p('id', 'Participant id (from the Location of the join)');
 
 export const openApiDocument = {
   openapi: '3.1.0',
-  info: { title: 'WebRTC MCU', version: '0.1.0', description: 'Rooms, WHIP joins, per-viewer layouts.' },
+  info: {
+    title: 'WebRTC MCU',
+    version: '0.1.0',
+    description:
+      'Rooms, WHIP joins, per-viewer layouts. Every route needs `Authorization: Bearer` with the API key or a join token (a JWT, see POST /v1/tokens): ' +
+      'a join needs a token for the room with roomJoin; a participant’s own resource needs the token it joined with; everything else needs the API key ' +
+      'or a token with roomAdmin (roomRecord for recordings). 401: no valid credential. 403: outside its grants.',
+  },
+  security: [{ bearer: [] }],
   paths: {
+    '/v1/tokens': {
+      post: { summary: 'Make a join token (admin)', requestBody: body('TokenRequest'), responses: { 201: json('Token'), 400: err('Bad body'), 401: err('No valid credential'), 403: err('Not an admin') } },
+    },
     '/v1/rooms': {
       get: { summary: 'Every room with its participants', responses: { 200: { description: 'OK' } } },
       post: { summary: 'Create an empty room, optionally recording from the start', requestBody: body('CreateRoomRequest'), responses: { 201: json('Room'), 400: err('Bad body'), 409: err('Exists') } },
@@ -196,8 +227,13 @@ export const openApiDocument = {
         responses: {
           201: { description: 'Joined', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/sdp': { schema: { type: 'string' } } } },
           400: err('Malformed SDP, empty body, bad name or room id'),
+          401: err('No valid credential'),
+          403: err('The token is not for this room, or cannot join'),
+          409: err('The room is full (MCU_MAX_PARTICIPANTS)'),
           413: err('Body too large'),
           415: err('Not application/sdp, or no common codec'),
+          429: limited('Too many joins from this address (MCU_JOINS_PER_SECOND)'),
+          503: limited('This node is at capacity: CPU (MCU_CPU_BUDGET) or rooms (MCU_MAX_ROOMS); try again after Retry-After'),
         },
       },
     },
@@ -262,9 +298,9 @@ export const openApiDocument = {
       },
       delete: { summary: 'Delete a custom layout', parameters: [p('layout', 'Layout id')], responses: { 204: { description: 'Deleted' }, 404: err('Unknown'), 409: err('Built-in layout') } },
     },
-    '/v1/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OK' } } } },
+    '/v1/openapi.json': { get: { summary: 'This document (no credentials needed)', security: [], responses: { 200: { description: 'OK' } } } },
   },
-  components: { schemas },
+  components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'The API key (MCU_API_KEY) or a join token' } } },
 };
 
 const ajv = new Ajv({ strict: false, allErrors: false, useDefaults: false });

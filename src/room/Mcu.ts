@@ -1,4 +1,5 @@
 import type { McuConfig } from '../core/config.js';
+import { Admission, LimitError } from '../core/admission.js';
 import { BadRequestError, InvalidStateError, NotFoundError } from '../core/errors.js';
 import { LayoutRegistry } from '../core/layouts.js';
 import { createLogger } from '../core/log.js';
@@ -17,16 +18,26 @@ import { Room } from './Room.js';
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const MAX_NAME = 64;
 
-export function checkRoomId(id: string): string {
-  if (!ROOM_RE.test(id)) throw new BadRequestError('room ids are 1-64 letters, digits, "_" or "-"', 'bad_room');
+export interface JoinOptions {
+  screenshare?: boolean;
+  /** The credential that joins (a token's id): the participant's own later requests must carry it. */
+  owner?: string;
+  /** Whether the peer's media is taken (false: the answer receives nothing). Default true. */
+  canPublish?: boolean;
+  /** Whether the peer gets the composite and the mix (false: the answer sends nothing). Default true. */
+  canSubscribe?: boolean;
+}
+
+export function checkRoomId(id: string, maxLength = 64): string {
+  if (!ROOM_RE.test(id) || id.length > maxLength) throw new BadRequestError(`room ids are 1-${maxLength} letters, digits, "_" or "-"`, 'bad_room');
   return id;
 }
 
-export function checkName(name: unknown, fallback: string): string {
+export function checkName(name: unknown, fallback: string, maxLength = MAX_NAME): string {
   if (name === undefined || name === '') return fallback;
   if (typeof name !== 'string') throw new BadRequestError('name must be a single string', 'bad_name');
   const clean = name.replace(/[\u0000-\u001f\u007f]/g, '').trim();
-  if ([...clean].length > MAX_NAME) throw new BadRequestError(`name must be at most ${MAX_NAME} characters`, 'bad_name');
+  if ([...clean].length > maxLength) throw new BadRequestError(`name must be at most ${maxLength} characters`, 'bad_name');
   return clean || fallback;
 }
 
@@ -50,6 +61,11 @@ export class Mcu {
   readonly #log = createLogger('mcu');
   #closed = false;
   #guests = 0;
+  /** Joins under way, by room: they hold a seat before they are in the room. */
+  readonly #joining = new Map<string, number>();
+  /** The credential each participant joined with (a token's id), for its own later requests. */
+  readonly #owners = new Map<string, string>();
+  readonly admission: Admission;
 
   readonly #lag: LoopLagMonitor;
   #priorityTimer?: NodeJS.Timeout;
@@ -155,6 +171,11 @@ export class Mcu {
     // Recordings from earlier runs stay listed and downloadable.
     for (const rec of Recording.restoreAll(config.recordingsDir, this.#log)) this.recordings.set(rec.id, rec);
     this.#lag = new LoopLagMonitor('mcu');
+    this.admission = new Admission({
+      cores: os.availableParallelism(),
+      budget: config.limits.cpuBudget,
+      participantCost: config.limits.participantCost,
+    });
     if (config.mediaNice !== 0) {
       const priorities = new GstThreadPriorities(threadRules(config.mediaNice));
       this.#priorityTimer = setInterval(() => priorities.sweep(), 500);
@@ -168,10 +189,17 @@ export class Mcu {
     return r;
   }
 
-  /** WHIP join: answers the offer and adds the peer to the room (created on first join). */
-  async join(roomId: string, rawName: unknown, offer: string, opts: { screenshare?: boolean } = {}) {
-    checkRoomId(roomId);
-    const name = checkName(rawName, `Guest ${++this.#guests}`);
+  /**
+   * WHIP join: answers the offer and adds the peer to the room (created on first join). The limits
+   * are checked first, before anything is allocated: people per room, rooms per node, then the
+   * node's CPU (admission by cost). `owner` identifies the credential that joined, so that the
+   * participant's later requests can be matched to it; `canPublish`/`canSubscribe` come from its grants.
+   */
+  async join(roomId: string, rawName: unknown, offer: string, opts: JoinOptions = {}) {
+    checkRoomId(roomId, this.config.limits.roomIdLength);
+    const name = checkName(rawName, `Guest ${this.#guests + 1}`, this.config.limits.nameLength);
+    const release = this.#reserveSeat(roomId);
+    this.#guests++;
     const worker = this.#pickRtcWorker();
     const id = Participant.newId();
     worker.load++;
@@ -179,13 +207,19 @@ export class Mcu {
       const { answer, tracks, audioOutPort } = await worker.channel.request('peer.open', {
         id,
         offer,
-        rtc: { iceAddresses: this.config.iceAddresses, portRange: this.config.rtcPorts },
+        rtc: {
+          iceAddresses: this.config.iceAddresses,
+          portRange: this.config.rtcPorts,
+          canPublish: opts.canPublish ?? true,
+          canSubscribe: opts.canSubscribe ?? true,
+        },
         label: { room: roomId, participant: id.slice(0, 8), name },
       });
       const room = this.rooms.get(roomId) ?? this.#openRoom(roomId);
       this.#peerRooms.set(id, room);
       try {
-        const participant = await room.join(name, { id, worker, tracks, audioOutPort }, opts);
+        const participant = await room.join(name, { id, worker, tracks, audioOutPort }, { screenshare: opts.screenshare });
+        if (opts.owner) this.#owners.set(id, opts.owner);
         return { room, participant, answer };
       } catch (err) {
         this.#peerRooms.delete(id);
@@ -194,11 +228,48 @@ export class Mcu {
     } catch (err) {
       worker.load--;
       throw err;
+    } finally {
+      release();
     }
+  }
+
+  /**
+   * Holds a seat in the room (and the room itself, if it is new) while a join is under way, or
+   * throws the limit it would break. Synchronous, so joins that race are counted.
+   */
+  #reserveSeat(roomId: string): () => void {
+    const { participantsPerRoom, rooms } = this.config.limits;
+    const existing = this.rooms.get(roomId);
+    const joining = this.#joining.get(roomId) ?? 0;
+    if ((existing?.participants.size ?? 0) + joining >= participantsPerRoom) {
+      throw new LimitError(409, 'participants_per_room', `room "${roomId}" is full: ${participantsPerRoom} participants is the limit (MCU_MAX_PARTICIPANTS)`);
+    }
+    if (!existing && joining === 0) this.#checkRoomCount();
+    this.admission.admit();
+    this.#joining.set(roomId, joining + 1);
+    return () => {
+      const n = (this.#joining.get(roomId) ?? 1) - 1;
+      if (n > 0) this.#joining.set(roomId, n);
+      else this.#joining.delete(roomId);
+    };
+  }
+
+  #checkRoomCount(): void {
+    const { rooms } = this.config.limits;
+    const pendingNew = [...this.#joining.keys()].filter((r) => !this.rooms.has(r)).length;
+    if (this.rooms.size + pendingNew >= rooms) {
+      throw new LimitError(503, 'rooms', `this node holds its limit of ${rooms} rooms (MCU_MAX_ROOMS)`, 30);
+    }
+  }
+
+  /** Whether this credential (a token's id) joined as this participant. */
+  ownedBy(participantId: string, owner: string): boolean {
+    return this.#owners.get(participantId) === owner;
   }
 
   /** A participant left its room: its worker has one peer fewer. */
   #left(p: Participant): void {
+    this.#owners.delete(p.id);
     if (this.#peerRooms.delete(p.id)) p.peer.worker.load--;
   }
 
@@ -236,8 +307,9 @@ export class Mcu {
 
   /** POST /v1/rooms: an empty room, optionally with its layout, recording from the start. */
   async createRoom(id: string, opts: { layout?: string; autoRecord?: Partial<RecordingOptions> | boolean }) {
-    checkRoomId(id);
+    checkRoomId(id, this.config.limits.roomIdLength);
     if (this.rooms.has(id)) throw new InvalidStateError(`room "${id}" exists already`);
+    if (!this.#joining.has(id)) this.#checkRoomCount();
     if (opts.layout) this.layouts.get(opts.layout);
     const room = this.#openRoom(id);
     if (opts.layout) room.setLayout({ layout: opts.layout });
@@ -289,6 +361,7 @@ export class Mcu {
     if (this.#closed) return;
     this.#closed = true;
     this.#lag.close();
+    this.admission.close();
     clearInterval(this.#priorityTimer);
     // Graceful shutdown finalises every recording before anything else goes.
     await Promise.all([...this.recordings.values()].map((r) => r.stop().catch(() => undefined)));

@@ -20,6 +20,10 @@ export interface RtcOptions {
   iceAddresses: string[];
   portRange: [number, number];
   gatherTimeoutMs?: number;
+  /** The peer's grants: false answers its media with a direction that takes none of it (recvonly offers stay as they are). */
+  canPublish?: boolean;
+  /** False: the answer sends the peer nothing. */
+  canSubscribe?: boolean;
 }
 
 export type MediaKind = 'audio' | 'video';
@@ -58,8 +62,15 @@ const OPUS = () =>
     parameters: 'minptime=10;useinbandfec=1',
   });
 
-const answerDirection = (offered: Direction): Direction =>
-  offered === 'sendonly' ? 'recvonly' : offered === 'recvonly' ? 'sendonly' : offered;
+/**
+ * The answer's direction for an offered one, within the peer's grants: a peer that may not publish
+ * gets an answer that receives nothing from it, one that may not subscribe an answer that sends it nothing.
+ */
+export const answerDirection = (offered: Direction, grants: { canPublish?: boolean; canSubscribe?: boolean } = {}): Direction => {
+  const recv = (offered === 'sendrecv' || offered === 'sendonly') && grants.canPublish !== false;
+  const send = (offered === 'sendrecv' || offered === 'recvonly') && grants.canSubscribe !== false;
+  return recv && send ? 'sendrecv' : recv ? 'recvonly' : send ? 'sendonly' : 'inactive';
+};
 
 export class PeerSession {
   readonly #pc: RTCPeerConnection;
@@ -97,7 +108,7 @@ export class PeerSession {
     });
     const session = new PeerSession(pc);
     try {
-      await session.#negotiate(stripMdnsCandidates(offerSdp), summary.media, opts.gatherTimeoutMs ?? 5000);
+      await session.#negotiate(stripMdnsCandidates(offerSdp), summary.media, opts);
     } catch (err) {
       await session.close();
       if (err instanceof BadRequestError || err instanceof UnsupportedMediaError) throw err;
@@ -106,7 +117,8 @@ export class PeerSession {
     return session;
   }
 
-  async #negotiate(sdp: string, offered: ReturnType<typeof inspectOffer>['media'], gatherTimeoutMs: number): Promise<void> {
+  async #negotiate(sdp: string, offered: ReturnType<typeof inspectOffer>['media'], opts: RtcOptions): Promise<void> {
+    const gatherTimeoutMs = opts.gatherTimeoutMs ?? 5000;
     const pc = this.#pc;
     await pc.setRemoteDescription({ type: 'offer', sdp });
     for (const t of pc.getTransceivers()) {
@@ -116,7 +128,7 @@ export class PeerSession {
         t.setDirection('inactive');
         continue;
       }
-      t.setDirection(answerDirection(o.direction));
+      t.setDirection(answerDirection(o.direction, opts));
       this.#transceivers.set(kind, t);
     }
     const answer = await pc.createAnswer();

@@ -7,7 +7,7 @@ import { RtpPacket } from 'werift';
 import type { GstPipeline } from '../../src/gst/native.js';
 import { LocalUdp } from '../../src/media/localUdp.js';
 import { colourSender, frameGrabber, latestFrame, near, sleep, toneSender } from '../helpers/media.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { authFetch, joinToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, makeOffer, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 let server: ServerProcess;
@@ -20,8 +20,8 @@ afterAll(async () => {
   expect(await server.stop()).toBe(0);
 });
 
-const post = (room: string, body: string, type = 'application/sdp', name = 'T') =>
-  fetch(`${server.url}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`, { method: 'POST', headers: { 'Content-Type': type }, body });
+const post = async (room: string, body: string, type = 'application/sdp', name = 'T') =>
+  authFetch(`${server.url}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`, { method: 'POST', headers: { 'Content-Type': type }, body }, await joinToken(room));
 
 async function expectError(res: Response, status: number, message: RegExp) {
   expect(res.status).toBe(status);
@@ -64,12 +64,12 @@ describe('WHIP join', () => {
     // Non-trickle: the candidates are in the answer.
     expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 \d+ typ host/);
     await o.pc.close();
-    const room = await (await fetch(`${server.url}/v1/rooms/api-basic`)).json();
+    const room = await (await authFetch(`${server.url}/v1/rooms/api-basic`)).json();
     expect(room.participants.map((p: { name: string }) => p.name)).toEqual(['Basic']);
-    const rooms = await (await fetch(`${server.url}/v1/rooms`)).json();
+    const rooms = await (await authFetch(`${server.url}/v1/rooms`)).json();
     expect(rooms.rooms.map((r: { id: string }) => r.id)).toContain('api-basic');
-    expect((await fetch(server.url + location, { method: 'DELETE' })).status).toBe(204);
-    expect((await fetch(server.url + location, { method: 'DELETE' })).status).toBe(404);
+    expect((await authFetch(server.url + location, { method: 'DELETE' })).status).toBe(204);
+    expect((await authFetch(server.url + location, { method: 'DELETE' })).status).toBe(404);
   });
 });
 
@@ -114,16 +114,16 @@ describe('bad input gets a clear 4xx and disturbs nobody', () => {
   });
 
   it('unknown rooms and participants are 404, trickle PATCH is 405', async () => {
-    await expectError(await fetch(`${server.url}/v1/rooms/nope`), 404, /no room/);
-    await expectError(await fetch(`${server.url}/v1/rooms/api-bad/participants/123`), 404, /no participant/);
-    await expectError(await fetch(`${server.url}/v1/rooms/api-bad/participants/123/view`), 404, /no participant/);
-    await expectError(await fetch(`${server.url}/v1/rooms/api-bad/participants/123`, { method: 'DELETE' }), 404, /no participant/);
-    await expectError(await fetch(`${server.url}/v1/nothing-here`), 404, /no such API route/);
-    expect((await fetch(`${server.url}/v1/rooms/api-bad/participants/${viewer.id}`, { method: 'PATCH' })).status).toBe(405);
+    await expectError(await authFetch(`${server.url}/v1/rooms/nope`), 404, /no room/);
+    await expectError(await authFetch(`${server.url}/v1/rooms/api-bad/participants/123`), 404, /no participant/);
+    await expectError(await authFetch(`${server.url}/v1/rooms/api-bad/participants/123/view`), 404, /no participant/);
+    await expectError(await authFetch(`${server.url}/v1/rooms/api-bad/participants/123`, { method: 'DELETE' }), 404, /no participant/);
+    await expectError(await authFetch(`${server.url}/v1/nothing-here`), 404, /no such API route/);
+    expect((await authFetch(`${server.url}/v1/rooms/api-bad/participants/${viewer.id}`, { method: 'PATCH' })).status).toBe(405);
   });
 
   it('after all that, the viewer still sees the publisher in its tile and hears it', async () => {
-    const room = await (await fetch(`${server.url}/v1/rooms/api-bad`)).json();
+    const room = await (await authFetch(`${server.url}/v1/rooms/api-bad`)).json();
     expect(room.participants.map((p: { name: string; role: string }) => [p.name, p.role])).toEqual([
       ['Pub', 'publisher'],
       ['Watcher', 'viewer'],
@@ -131,7 +131,7 @@ describe('bad input gets a clear 4xx and disturbs nobody', () => {
     let view: { tiles: Array<{ x: number; y: number; width: number; height: number; source: string; name: string }> } = { tiles: [] };
     for (let i = 0; i < 50 && view.tiles[0]?.source !== 'video'; i++) {
       await sleep(200);
-      view = await (await fetch(`${server.url}/v1/rooms/api-bad/participants/${viewer.id}/view`)).json();
+      view = await (await authFetch(`${server.url}/v1/rooms/api-bad/participants/${viewer.id}/view`)).json();
     }
     // A viewer that sends nothing is not a tile: the publisher is the only one.
     expect(view.tiles.map((t) => [t.name, t.source])).toEqual([['Pub', 'video']]);
@@ -143,7 +143,7 @@ describe('bad input gets a clear 4xx and disturbs nobody', () => {
     expect(viewer.received.audio).toBeGreaterThan(50);
     // A publisher receives no video, so it has no view.
     const pub = room.participants[0].id;
-    expect((await fetch(`${server.url}/v1/rooms/api-bad/participants/${pub}/view`)).status).toBe(409);
+    expect((await authFetch(`${server.url}/v1/rooms/api-bad/participants/${pub}/view`)).status).toBe(409);
   });
 });
 
@@ -154,7 +154,7 @@ describe('roles and media kinds', () => {
     cleanup.push(() => talker.close(), () => watcher.close());
     await publish(talker, [0, 0, 0], 660);
     await sleep(2500);
-    const view = await (await fetch(`${server.url}/v1/rooms/api-roles/participants/${watcher.id}/view`)).json();
+    const view = await (await authFetch(`${server.url}/v1/rooms/api-roles/participants/${watcher.id}/view`)).json();
     expect(view.tiles.map((t: { name: string; source: string }) => [t.name, t.source])).toEqual([['Talker', 'placeholder']]);
     expect(talker.received.audio).toBeGreaterThan(50);
     expect(talker.received.video).toBe(0);
@@ -176,18 +176,18 @@ describe('roles and media kinds', () => {
 describe('a peer that dies', () => {
   it('is removed by itself within 10 s', async () => {
     const { spawn } = await import('node:child_process');
-    const child = spawn(process.execPath, [path.resolve('test/helpers/doomed-peer.mjs'), server.url, 'api-doomed'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [path.resolve('test/helpers/doomed-peer.mjs'), server.url, 'api-doomed', await joinToken('api-doomed')], { stdio: ['ignore', 'pipe', 'inherit'] });
     const location = await new Promise<string>((resolve, reject) => {
       child.stdout!.on('data', (d) => resolve(String(d).trim()));
       child.once('exit', (c) => reject(new Error(`peer exited ${c}`)));
     });
-    expect((await fetch(server.url + location)).status).toBe(200);
+    expect((await authFetch(server.url + location)).status).toBe(200);
     child.kill('SIGKILL');
     const killedAt = Date.now();
     let status = 200;
     while (status === 200 && Date.now() - killedAt < 12_000) {
       await sleep(250);
-      status = (await fetch(server.url + location)).status;
+      status = (await authFetch(server.url + location)).status;
     }
     expect(status).toBe(404);
     expect(Date.now() - killedAt).toBeLessThan(10_000);
@@ -205,7 +205,7 @@ describe('a publisher whose video stops', () => {
     const udp = await LocalUdp.open((b) => publisher.send.video!.writeRtp(RtpPacket.deSerialize(b)));
     const sender = colourSender([240, 200, 20], udp.port);
     cleanup.push(() => udp.close());
-    const viewOf = async () => (await (await fetch(`${server.url}/v1/rooms/api-stall/participants/${viewer.id}/view`)).json()).tiles[0];
+    const viewOf = async () => (await (await authFetch(`${server.url}/v1/rooms/api-stall/participants/${viewer.id}/view`)).json()).tiles[0];
     let tile = await viewOf();
     for (let i = 0; i < 50 && tile.source !== 'video'; i++) {
       await sleep(200);

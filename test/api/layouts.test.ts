@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
 import { LocalUdp } from '../../src/media/localUdp.js';
 import { colourSender, sleep } from '../helpers/media.js';
-import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { apiCall, authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 let server: ServerProcess;
@@ -104,9 +104,9 @@ describe('choosing layouts per room and per viewer', () => {
   });
 
   it('GET /metrics reports rooms, participants, pipelines, encoders, per-viewer fps and bitrate, keyframe requests, loop lag per thread and CPU', async () => {
-    await fetch(`${server.url}/metrics`); // the bitrate gauge measures between two scrapes
+    await authFetch(`${server.url}/metrics`); // the bitrate gauge measures between two scrapes
     await sleep(1000);
-    const res = await fetch(`${server.url}/metrics`);
+    const res = await authFetch(`${server.url}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/text\/plain/);
     const text = await res.text();
     const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);

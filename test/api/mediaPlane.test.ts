@@ -3,7 +3,7 @@ import { RtpPacket } from 'werift';
 import type { GstPipeline } from '../../src/gst/native.js';
 import { LocalUdp } from '../../src/media/localUdp.js';
 import { colourSender, toneSender } from '../helpers/media.js';
-import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { apiCall, authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 let server: ServerProcess;
@@ -75,7 +75,7 @@ describe('the media plane runs off the control thread', () => {
     expect(stall.body.stalledMs).toBeGreaterThanOrEqual(1000);
     expect(t1 - t0).toBeGreaterThanOrEqual(1000);
     // And the control thread noticed its own stall.
-    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const metrics = await (await authFetch(`${server.url}/metrics`)).text();
     expect(Number(/mcu_event_loop_max_stall_ms (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(900);
 
     await new Promise((r) => setTimeout(r, 300)); // packets of the stall's last instants arrive

@@ -12,7 +12,7 @@ import { offsetsMs } from '../helpers/flashes.mjs';
 // @ts-expect-error plain JS shared with bench/lipsync.mjs
 import { startFlasher } from '../helpers/flasher.mjs';
 import { colourSender, near, sleep, toneDb, toneSender } from '../helpers/media.js';
-import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { apiCall, authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-rec-test-'));
@@ -39,7 +39,7 @@ async function publisher(base: string, room: string, name: string, rgb: [number,
 }
 
 async function download(base: string, id: string, ext: string): Promise<string> {
-  const res = await fetch(`${base}/v1/recordings/${id}/file`);
+  const res = await authFetch(`${base}/v1/recordings/${id}/file`);
   expect(res.status).toBe(200);
   const file = path.join(tmp, `${id}.${ext}`);
   fs.writeFileSync(file, Buffer.from(await res.arrayBuffer()));
@@ -89,7 +89,7 @@ describe('recording a room', () => {
   });
 
   it('serves HTTP Range requests', async () => {
-    const res = await fetch(`${server.url}/v1/recordings/${recId}/file`, { headers: { Range: 'bytes=0-99' } });
+    const res = await authFetch(`${server.url}/v1/recordings/${recId}/file`, { headers: { Range: 'bytes=0-99' } });
     expect(res.status).toBe(206);
     expect(res.headers.get('content-range')).toMatch(/^bytes 0-99\/\d+$/);
     const bytes = Buffer.from(await res.arrayBuffer());
@@ -192,7 +192,7 @@ describe('failures and crashes', () => {
       expect(listed.map((x: { id: string }) => x.id)).toEqual([r.body.id]);
       expect(listed[0]).toMatchObject({ state: 'done', interrupted: true, room: 'crash', format: 'webm', sizeBytes: fs.statSync(file).size });
       expect(listed[0].durationS).toBeGreaterThan(5);
-      const res = await fetch(`${again.url}/v1/recordings/${r.body.id}/file`);
+      const res = await authFetch(`${again.url}/v1/recordings/${r.body.id}/file`);
       expect(Buffer.from(await res.arrayBuffer()).equals(fs.readFileSync(file))).toBe(true);
       expect((await apiCall(again.url, 'DELETE', `/v1/recordings/${r.body.id}`)).status).toBe(204);
       expect(fs.readdirSync(dir)).toEqual([]);

@@ -10,7 +10,7 @@ import { decodeAudio, discover, framesEverySecond, pixel } from '../helpers/file
 import { sleep, toneDb } from '../helpers/media.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-e2e-'));
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 
 interface ViewJson {
   width: number;
@@ -36,7 +36,7 @@ afterEach(({ task }) => {
 
 afterAll(async () => {
   if (failed) {
-    console.log((await fetch(`${server.url}/v1/rooms`).then((r) => r.text()).catch(() => '')).slice(0, 4000));
+    console.log((await authFetch(`${server.url}/v1/rooms`).then((r) => r.text()).catch(() => '')).slice(0, 4000));
     console.log(server.output().slice(-6000));
   }
   await browser?.close();
@@ -45,7 +45,7 @@ afterAll(async () => {
 });
 
 async function view(p: SyntheticPeer, room: string): Promise<ViewJson> {
-  const r = await fetch(`${server.url}/v1/rooms/${room}/participants/${p.id}/view`);
+  const r = await authFetch(`${server.url}/v1/rooms/${room}/participants/${p.id}/view`);
   expect(r.status).toBe(200);
   return (await r.json()) as ViewJson;
 }
@@ -104,7 +104,7 @@ describe('a call with real Chromium peers on loopback', () => {
     }
     await peers[0].page.screenshot({ path: 'test-results/e2e-red-view.png' }).catch(() => undefined);
 
-    const r = await (await fetch(`${server.url}/v1/rooms/${room}`)).json();
+    const r = await (await authFetch(`${server.url}/v1/rooms/${room}`)).json();
     expect(r.participants).toHaveLength(3);
   });
 
@@ -115,7 +115,7 @@ describe('a call with real Chromium peers on loopback', () => {
     for (const p of peers) {
       await seesOthers(p, [...peers.filter((o) => o !== p), fourth], room);
     }
-    const del = await fetch(server.url + fourth.location, { method: 'DELETE' });
+    const del = await authFetch(server.url + fourth.location, { method: 'DELETE' });
     expect(del.status).toBe(204);
     await fourth.page.close();
     for (const p of peers) {
@@ -123,7 +123,7 @@ describe('a call with real Chromium peers on loopback', () => {
       expect(v.v.tiles).toHaveLength(2);
     }
     const after = await Promise.all(peers.map((p) => p.page.evaluate(() => (window as any).mcuTest.videoStats())));
-    const dump = (await (await fetch(`${server.url}/v1/rooms/${room}`)).json()) as { participants: Array<{ id: string; stats: { maxFrameGapMs: number } }> };
+    const dump = (await (await authFetch(`${server.url}/v1/rooms/${room}`)).json()) as { participants: Array<{ id: string; stats: { maxFrameGapMs: number } }> };
     // Each viewer's one video stream went on across the join and the leave: the same track kept
     // decoding, at least half its frame rate on average, on this shared 2-core machine. The gap and
     // freeze figures are printed; bench/ measures them under controlled load.
@@ -133,20 +133,20 @@ describe('a call with real Chromium peers on loopback', () => {
       console.log(`${peers[i].name}: ${s.framesDecoded - before[i].framesDecoded} frames in ${elapsedS.toFixed(1)} s, freezeCount ${before[i].freezeCount} -> ${s.freezeCount}, largest server-side gap ${gap} ms`);
       expect(s.framesDecoded - before[i].framesDecoded).toBeGreaterThan(15 * elapsedS);
     });
-    expect((await fetch(server.url + fourth.location + '/view')).status).toBe(404);
+    expect((await authFetch(server.url + fourth.location + '/view')).status).toBe(404);
   });
 
   it('records 10 s of the call: every colour at its tile and every tone in the mix', async () => {
     // 640x360: in this test the server has one CPU (the browsers have the other), too little for a
     // 720p recording on top of three live composites; test/api/recording.test.ts records at 720p.
-    const res = await fetch(`${server.url}/v1/rooms/${room}/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ width: 640, height: 360 }) });
+    const res = await authFetch(`${server.url}/v1/rooms/${room}/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ width: 640, height: 360 }) });
     expect(res.status).toBe(201);
     const rec = (await res.json()) as { id: string };
     await sleep(10_000);
-    const stopped = await (await fetch(`${server.url}/v1/rooms/${room}/recordings/${rec.id}/stop`, { method: 'POST' })).json();
+    const stopped = await (await authFetch(`${server.url}/v1/rooms/${room}/recordings/${rec.id}/stop`, { method: 'POST' })).json();
     expect(stopped.state).toBe('done');
     const file = path.join(tmp, 'call.webm');
-    fs.writeFileSync(file, Buffer.from(await (await fetch(`${server.url}/v1/recordings/${rec.id}/file`)).arrayBuffer()));
+    fs.writeFileSync(file, Buffer.from(await (await authFetch(`${server.url}/v1/recordings/${rec.id}/file`)).arrayBuffer()));
     const d = discover(file);
     expect(d.durationS).toBeGreaterThan(9.3);
     expect(d.text).toMatch(/VP8/);

@@ -4,7 +4,7 @@ import { RtpPacket } from 'werift';
 import { LocalUdp } from '../../src/media/localUdp.js';
 import { joinSynthetic, launchBrowser, waitFor, type SyntheticPeer } from '../helpers/browser.js';
 import { colourSender, near, sleep } from '../helpers/media.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 // One Chromium viewer (it has a CPU to itself, so a freeze it counts is the server's doing), two
@@ -39,7 +39,7 @@ afterAll(async () => {
   expect(await server.stop()).toBe(0);
 });
 
-const view = async (id: string) => (await (await fetch(`${server.url}/v1/rooms/${room}/participants/${id}/view`)).json()) as {
+const view = async (id: string) => (await (await authFetch(`${server.url}/v1/rooms/${room}/participants/${id}/view`)).json()) as {
   layout: string;
   tiles: Array<{ participantId: string; name: string; x: number; y: number; width: number; height: number; source: string }>;
 };
@@ -71,7 +71,7 @@ describe('switching a viewer’s layout in Chromium', () => {
     for (const layout of ['side-by-side', 'pip', 'grid']) {
       const stats0 = await viewer.page.evaluate(() => (window as any).mcuTest.videoStats());
       const t0 = Date.now();
-      const put = await fetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}/layout`, {
+      const put = await authFetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}/layout`, {
         method: 'PUT',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ layout }),
@@ -81,7 +81,7 @@ describe('switching a viewer’s layout in Chromium', () => {
       expect(seen.v.tiles.map((t) => t.name).sort()).toEqual(['Blue', 'Red']);
       await sleep(1500);
       const stats1 = await viewer.page.evaluate(() => (window as any).mcuTest.videoStats());
-      const info = await (await fetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}`)).json();
+      const info = await (await authFetch(`${server.url}/v1/rooms/${room}/participants/${viewer.id}`)).json();
       const elapsed = (Date.now() - t0) / 1000;
       console.log(`${layout}: server switched in ${info.stats.lastSwitchMs} ms; freezeCount ${stats0.freezeCount} -> ${stats1.freezeCount}; ${stats1.framesDecoded - stats0.framesDecoded} frames in ${elapsed.toFixed(1)} s`);
       expect(stats1.freezeCount).toBe(stats0.freezeCount);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { joinToken } from './server.js';
 
 export const CHROMIUM_ARGS = [
   '--headless',
@@ -31,6 +32,8 @@ export interface SyntheticPeer {
   name: string;
   color: [number, number, number];
   freq: number;
+  /** The join token it joined with. */
+  token: string;
 }
 
 export interface JoinOptions {
@@ -46,6 +49,8 @@ export interface JoinOptions {
    * frames it receives (MediaStreamTrackProcessor), which costs a headless browser far less than
    * drawing in software; pixel sampling then has nothing to sample. */
   render?: boolean;
+  /** The join token (default: a fresh participant token for the room). */
+  token?: string;
 }
 
 /**
@@ -57,6 +62,7 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.error(`[page ${opts.name}]`, e.message));
   await page.goto(baseUrl + '/');
+  const token = opts.token ?? (await joinToken(opts.room));
   const result = await page.evaluate(async (o) => {
     const w = window as any;
     const ctx = new AudioContext();
@@ -144,7 +150,11 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
       setTimeout(r, 3000);
     });
     const url = `/v1/rooms/${o.room}/participants?name=${encodeURIComponent(o.name)}`;
-    const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription!.sdp });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${o.token}` },
+      body: pc.localDescription!.sdp,
+    });
     if (res.status !== 201) throw new Error(`join failed ${res.status}: ${await res.text()}`);
     const location = res.headers.get('Location')!;
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
@@ -211,9 +221,9 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
       },
     };
     return { location };
-  }, opts);
+  }, { ...opts, token });
   const id = result.location.split('/').pop()!;
-  return { page, id, location: result.location, name: opts.name, color: opts.color, freq: opts.freq };
+  return { page, id, location: result.location, name: opts.name, color: opts.color, freq: opts.freq, token };
 }
 
 export async function waitFor<T>(fn: () => Promise<T>, pred: (v: T) => boolean, timeoutMs: number, what: string): Promise<T> {

@@ -2,7 +2,7 @@
 // SIGKILL it: a peer that vanishes without DELETE or DTLS close, like a crashed browser.
 import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 
-const [base, room] = process.argv.slice(2);
+const [base, room, token] = process.argv.slice(2);
 const pc = new RTCPeerConnection({
   iceServers: [],
   iceAdditionalHostAddresses: ['127.0.0.1'],
@@ -14,7 +14,7 @@ await pc.setLocalDescription(await pc.createOffer());
 if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
 const res = await fetch(`${base}/v1/rooms/${room}/participants?name=Doomed`, {
   method: 'POST',
-  headers: { 'Content-Type': 'application/sdp' },
+  headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
   body: pc.localDescription.sdp,
 });
 await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });

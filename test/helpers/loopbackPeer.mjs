@@ -28,12 +28,17 @@ export function loopbackPeer(videoCodec = 'vp8') {
 
 /**
  * Joins a room by WHIP with a werift peer whose transceivers are set up: offers (every candidate
- * gathered), POSTs the offer, applies the answer. Returns the participant's Location.
+ * gathered), POSTs the offer with `token` (a join token or the API key), applies the answer.
+ * Returns the participant's Location.
  */
-export async function whipJoin(pc, url, room, name) {
+export async function whipJoin(pc, url, room, name, token) {
   await pc.setLocalDescription(await pc.createOffer());
   if (pc.iceGatheringState !== 'complete') await pc.iceGatheringStateChange.watch((s) => s === 'complete', 5000);
-  const res = await fetch(`${url}/v1/rooms/${room}/participants?name=${name}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+  const res = await fetch(`${url}/v1/rooms/${room}/participants?name=${name}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
+    body: pc.localDescription.sdp,
+  });
   if (res.status !== 201) throw new Error(`join ${res.status} ${await res.text()}`);
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   return res.headers.get('location');

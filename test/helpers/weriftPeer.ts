@@ -1,6 +1,7 @@
 import { MediaStreamTrack, type RTCPeerConnection, type RtpPacket } from 'werift';
 // @ts-expect-error plain JS shared with bench/*.mjs
 import { loopbackPeer } from './loopbackPeer.mjs';
+import { authFetch, joinToken } from './server.js';
 
 export interface WeriftPeer {
   pc: RTCPeerConnection;
@@ -10,6 +11,10 @@ export interface WeriftPeer {
   received: { audio: number; video: number };
   onRtp: (kind: 'audio' | 'video', fn: (p: RtpPacket) => void) => void;
   send: Partial<Record<'audio' | 'video', MediaStreamTrack>>;
+  /** The join token it joined with: its own later requests carry it. */
+  token: string;
+  /** WHIP DELETE of its own resource, with its own token; resolves to the status. */
+  leave(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -46,13 +51,15 @@ export async function makeOffer(opts: PeerOptions) {
   return { pc, sdp: pc.localDescription!.sdp, send, received, handlers };
 }
 
-export async function joinWerift(baseUrl: string, room: string, name: string, opts: PeerOptions): Promise<WeriftPeer> {
+/** Joins by WHIP with a join token for the room (a fresh one, or `opts.token`). */
+export async function joinWerift(baseUrl: string, room: string, name: string, opts: PeerOptions & { token?: string }): Promise<WeriftPeer> {
+  const token = opts.token ?? (await joinToken(room));
   const o = await makeOffer(opts);
-  const res = await fetch(`${baseUrl}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: o.sdp,
-  });
+  const res = await authFetch(
+    `${baseUrl}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`,
+    { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: o.sdp },
+    token,
+  );
   if (res.status !== 201) {
     await o.pc.close();
     throw new Error(`join failed ${res.status}: ${await res.text()}`);
@@ -67,6 +74,8 @@ export async function joinWerift(baseUrl: string, room: string, name: string, op
     answer,
     received: o.received,
     send: o.send,
+    token,
+    leave: async () => (await authFetch(baseUrl + location, { method: 'DELETE' }, token)).status,
     onRtp: (kind, fn) => o.handlers[kind].push(fn),
     close: () => o.pc.close(),
   };
