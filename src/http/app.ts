@@ -2,6 +2,7 @@ import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import path from 'node:path';
+import client from 'prom-client';
 import { may, type Credentials, type Principal, type Role } from '../auth/credentials.js';
 import { LimitError } from '../core/admission.js';
 import { BadRequestError, McuError, NotFoundError, UnsupportedMediaError } from '../core/errors.js';
@@ -130,6 +131,7 @@ export function createApp(mcu: Mcu, creds: Credentials): express.Express {
   const room = (req: Request) => mcu.room(String(req.params.room));
 
   const metrics = createMetrics(mcu);
+  const refusals = new client.Counter({ name: 'mcu_refusals_total', help: 'Requests refused by a limit, by limit', labelNames: ['limit'], registers: [metrics] });
   app.get('/metrics', ...(auth.metricsPublic ? [] : [need.admin]), async (_req, res) => {
     res.type(metrics.contentType).send(await metrics.metrics());
   });
@@ -281,7 +283,10 @@ export function createApp(mcu: Mcu, creds: Credentials): express.Express {
     if (err instanceof McuError) {
       ({ status, code, message } = err);
       if (err instanceof UnauthorizedError) res.set('WWW-Authenticate', 'Bearer realm="webrtc-mcu"');
-      if (err instanceof LimitError && err.retryAfterSeconds) res.set('Retry-After', String(err.retryAfterSeconds));
+      if (err instanceof LimitError) {
+        refusals.inc({ limit: err.limit });
+        if (err.retryAfterSeconds) res.set('Retry-After', String(err.retryAfterSeconds));
+      }
     } else if (e?.type === 'entity.too.large') {
       [status, code, message] = [413, 'too_large', 'the request body is too large'];
     } else if (e?.type === 'entity.parse.failed') {

@@ -31,6 +31,18 @@ export function createMetrics(mcu: Mcu): client.Registry {
     },
   });
   new client.Gauge({
+    name: 'mcu_admission_cores',
+    help: 'Admission control: CPU in use (load), what this node may use (capacity, MCU_CPU_BUDGET of its cores), and what one more participant costs',
+    labelNames: ['what'],
+    registers: [registry],
+    collect() {
+      const a = mcu.admission.dump();
+      this.set({ what: 'load' }, a.loadCores);
+      this.set({ what: 'capacity' }, a.capacityCores);
+      this.set({ what: 'participant_cost' }, a.participantCost);
+    },
+  });
+  new client.Gauge({
     name: 'mcu_pipelines',
     help: 'GStreamer pipelines running',
     registers: [registry],
