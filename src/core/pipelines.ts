@@ -30,9 +30,22 @@ export function loadPresets(file = path.join(PROJECT_ROOT, 'pipelines', 'presets
   return JSON.parse(fs.readFileSync(file, 'utf8')) as Presets;
 }
 
-/** Quotes a value for a launch string (file paths may hold spaces). */
+/**
+ * Quotes a value for a launch string (file paths may hold spaces, quotes, "!" or newlines):
+ * GStreamer's parser takes everything up to the closing quote as the value and drops the
+ * backslash before an escaped character. A NUL cannot pass: the launch string is a C string.
+ */
 export function q(value: string): string {
+  if (value.includes('\0')) throw new TypeError('a launch-string value cannot hold a NUL character');
   return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/**
+ * A string property's value: as it is when it is one plain word (the channels' ids are), else
+ * quoted, so that no id can end the value and start another property, link or element.
+ */
+export function word(value: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(value) ? value : q(value);
 }
 
 function fill(template: string, vars: Record<string, string | number>): string {
@@ -103,7 +116,7 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
         // intervideosrc renegotiates to exactly these caps when this producer (re)starts: keep them
         // fixed and explicit, or the tile's videoscale gets an unfixed aspect ratio and draws black.
         'video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive',
-        `intervideosink name=${EL.videoSink} sync=false channel=${spec.video.channel}`,
+        `intervideosink name=${EL.videoSink} sync=false channel=${word(spec.video.channel)}`,
       ].join(' ! '),
     );
   }
@@ -226,7 +239,7 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
   const branches = tiles.map((t, i) => {
     const src =
       t.source.kind === 'video'
-        ? `intervideosrc channel=${t.source.channel} timeout=${spec.inputTimeoutNs}` +
+        ? `intervideosrc channel=${word(t.source.channel)} timeout=${spec.inputTimeoutNs}` +
           (spec.steadyTiles ? ' ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream' : '')
         : `filesrc location=${q(t.source.path)} ! pngdec ! imagefreeze is-live=true ! videoconvert`;
     return `${src} ! videoscale ! ${raw(t.width, t.height)} ! comp.sink_${i}`;
@@ -247,10 +260,10 @@ export interface ScalerSpec {
 /** One participant's video at one tile size, for every composite that shows it at that size. */
 export function scalerLaunch(spec: ScalerSpec): string {
   return [
-    `intervideosrc name=scale channel=${spec.source} timeout=${spec.inputTimeoutNs}`,
+    `intervideosrc name=scale channel=${word(spec.source)} timeout=${spec.inputTimeoutNs}`,
     'videoscale',
     `video/x-raw,format=I420,width=${spec.width},height=${spec.height},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1`,
-    `intervideosink name=out sync=false channel=${spec.channel}`,
+    `intervideosink name=out sync=false channel=${word(spec.channel)}`,
   ].join(' ! ');
 }
 
