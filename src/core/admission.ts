@@ -17,8 +17,10 @@ export interface AdmissionOptions {
   cores: number;
   /** Fraction of those cores past which the node leaves real time (MCU_CPU_BUDGET). 0: no admission control. */
   budget: number;
-  /** What one more participant costs, in cores (MCU_PARTICIPANT_COST). */
+  /** What one more participant with video costs, in cores (MCU_PARTICIPANT_COST). */
   participantCost: number;
+  /** What one more audio-only participant costs, in cores (MCU_AUDIO_PARTICIPANT_COST). */
+  audioParticipantCost: number;
   /** CPU time used by the whole process so far, in microseconds (all threads). */
   cpuMicros?: () => number;
   now?: () => number;
@@ -33,7 +35,7 @@ export interface AdmissionOptions {
  *
  * The cost of a participant comes from the benchmark (`npm run bench`, case (b): 8 people with a
  * composite each at 1.27-1.29 cores on this 2-core machine, 0.16 each; the node left real time
- * above 1.5-1.6 cores, 0.75-0.8 of the cores).
+ * above 1.5-1.6 cores, 0.75-0.8 of the cores; audio-only rooms: 27-44 millicores a person).
  */
 export class Admission {
   readonly #o: Required<AdmissionOptions>;
@@ -41,8 +43,8 @@ export class Admission {
   #lastAt: number;
   /** Cores in use, smoothed. */
   #load = 0;
-  /** Admitted joins whose cost is not in the measured load yet: when each stops counting. */
-  #pending: number[] = [];
+  /** Admitted joins whose cost is not in the measured load yet: their cost, and when it stops counting. */
+  #pending: Array<{ cost: number; until: number }> = [];
   #timer?: NodeJS.Timeout;
   static readonly SETTLE_MS = 8000;
 
@@ -78,37 +80,42 @@ export class Admission {
   }
 
   /** What the node would use with one more participant, in cores, and its capacity. */
-  dump(): { loadCores: number; pendingJoins: number; capacityCores: number; participantCost: number } {
+  dump(): { loadCores: number; pendingCores: number; capacityCores: number; participantCost: number; audioParticipantCost: number } {
     this.#expire();
     return {
       loadCores: round(this.#load),
-      pendingJoins: this.#pending.length,
+      pendingCores: round(this.#pendingCores()),
       capacityCores: round(this.#o.cores * this.#o.budget),
       participantCost: this.#o.participantCost,
+      audioParticipantCost: this.#o.audioParticipantCost,
     };
   }
 
-  /** Admits one participant or throws 503: taking it would put the node past its budget. */
-  admit(): void {
+  /** Admits one participant (with video, or audio only) or throws 503: taking it would put the node past its budget. */
+  admit(media: { video: boolean } = { video: true }): void {
     if (!this.enabled) return;
     this.#expire();
+    const cost = media.video ? this.#o.participantCost : this.#o.audioParticipantCost;
     const capacity = this.#o.cores * this.#o.budget;
-    const after = this.#load + (this.#pending.length + 1) * this.#o.participantCost;
-    if (after > capacity) {
+    if (this.#load + this.#pendingCores() + cost > capacity) {
       throw new LimitError(
         503,
         'cpu',
-        `this node is at capacity: ${round(this.#load)} cores in use of ${round(capacity)} (MCU_CPU_BUDGET), ` +
-          `and one more participant costs about ${this.#o.participantCost} (MCU_PARTICIPANT_COST)`,
+        `this node is at capacity: ${round(this.#load + this.#pendingCores())} cores in use or committed of ${round(capacity)} (MCU_CPU_BUDGET), ` +
+          `and one more ${media.video ? '' : 'audio-only '}participant costs about ${cost} (${media.video ? 'MCU_PARTICIPANT_COST' : 'MCU_AUDIO_PARTICIPANT_COST'})`,
         5,
       );
     }
-    this.#pending.push(this.#o.now() + Admission.SETTLE_MS);
+    this.#pending.push({ cost, until: this.#o.now() + Admission.SETTLE_MS });
+  }
+
+  #pendingCores(): number {
+    return this.#pending.reduce((n, p) => n + p.cost, 0);
   }
 
   #expire(): void {
     const now = this.#o.now();
-    this.#pending = this.#pending.filter((t) => t > now);
+    this.#pending = this.#pending.filter((p) => p.until > now);
   }
 
   close(): void {

@@ -71,8 +71,10 @@ export interface McuConfig {
     roomIdLength: number;
     /** MCU_CPU_BUDGET: fraction of this process's cores past which joins are refused with 503. Default 0.8; 0 turns admission control off. */
     cpuBudget: number;
-    /** MCU_PARTICIPANT_COST: what one more participant costs, in cores (from `npm run bench`). Default 0.16. */
+    /** MCU_PARTICIPANT_COST: what one more participant with video costs, in cores (from `npm run bench`). Default 0.16. */
     participantCost: number;
+    /** MCU_AUDIO_PARTICIPANT_COST: what one more audio-only participant costs, in cores. Default 0.04. */
+    audioParticipantCost: number;
   };
 }
 
@@ -144,6 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
       roomIdLength: int('MCU_MAX_ROOM_ID_LENGTH', env.MCU_MAX_ROOM_ID_LENGTH, 64, 1, 64),
       cpuBudget: num('MCU_CPU_BUDGET', env.MCU_CPU_BUDGET, 0.8, 0, 1),
       participantCost: num('MCU_PARTICIPANT_COST', env.MCU_PARTICIPANT_COST, 0.16, 0.001, 64),
+      audioParticipantCost: num('MCU_AUDIO_PARTICIPANT_COST', env.MCU_AUDIO_PARTICIPANT_COST, 0.04, 0.001, 64),
     },
   };
 }

@@ -32,14 +32,16 @@ export function createMetrics(mcu: Mcu): client.Registry {
   });
   new client.Gauge({
     name: 'mcu_admission_cores',
-    help: 'Admission control: CPU in use (load), what this node may use (capacity, MCU_CPU_BUDGET of its cores), and what one more participant costs',
+    help: 'Admission control: CPU in use (load), committed to joins not yet in the load, what this node may use (capacity, MCU_CPU_BUDGET of its cores), and what one more participant costs (with video, audio only)',
     labelNames: ['what'],
     registers: [registry],
     collect() {
       const a = mcu.admission.dump();
       this.set({ what: 'load' }, a.loadCores);
       this.set({ what: 'capacity' }, a.capacityCores);
+      this.set({ what: 'committed' }, a.pendingCores);
       this.set({ what: 'participant_cost' }, a.participantCost);
+      this.set({ what: 'audio_participant_cost' }, a.audioParticipantCost);
     },
   });
   new client.Gauge({

@@ -175,6 +175,7 @@ export class Mcu {
       cores: os.availableParallelism(),
       budget: config.limits.cpuBudget,
       participantCost: config.limits.participantCost,
+      audioParticipantCost: config.limits.audioParticipantCost,
     });
     if (config.mediaNice !== 0) {
       const priorities = new GstThreadPriorities(threadRules(config.mediaNice));
@@ -198,7 +199,8 @@ export class Mcu {
   async join(roomId: string, rawName: unknown, offer: string, opts: JoinOptions = {}) {
     checkRoomId(roomId, this.config.limits.roomIdLength);
     const name = checkName(rawName, `Guest ${this.#guests + 1}`, this.config.limits.nameLength);
-    const release = this.#reserveSeat(roomId);
+    // Priced by what it brings: an offer without video costs the mix, not a decoder and a composite.
+    const release = this.#reserveSeat(roomId, { video: /^m=video /m.test(offer) });
     this.#guests++;
     const worker = this.#pickRtcWorker();
     const id = Participant.newId();
@@ -237,7 +239,7 @@ export class Mcu {
    * Holds a seat in the room (and the room itself, if it is new) while a join is under way, or
    * throws the limit it would break. Synchronous, so joins that race are counted.
    */
-  #reserveSeat(roomId: string): () => void {
+  #reserveSeat(roomId: string, media: { video: boolean }): () => void {
     const { participantsPerRoom, rooms } = this.config.limits;
     const existing = this.rooms.get(roomId);
     const joining = this.#joining.get(roomId) ?? 0;
@@ -245,7 +247,7 @@ export class Mcu {
       throw new LimitError(409, 'participants_per_room', `room "${roomId}" is full: ${participantsPerRoom} participants is the limit (MCU_MAX_PARTICIPANTS)`);
     }
     if (!existing && joining === 0) this.#checkRoomCount();
-    this.admission.admit();
+    this.admission.admit(media);
     this.#joining.set(roomId, joining + 1);
     return () => {
       const n = (this.#joining.get(roomId) ?? 1) - 1;
