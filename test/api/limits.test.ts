@@ -86,9 +86,10 @@ describe('limits', () => {
   });
 
   it('admission by cost: joins are taken while their cost fits the CPU budget, then refused with 503 and Retry-After', async () => {
-    // Each participant is priced at 0.3 cores and the budget is 80 % of the cores this server may
-    // use: an idle node takes a few joins, counting those not yet in its measured load, then refuses.
-    const s = await start({ MCU_CPU_BUDGET: '0.8', MCU_PARTICIPANT_COST: '0.3' });
+    // Each (audio-only) participant is priced at 0.3 cores and the budget is 80 % of the cores this
+    // server may use: an idle node takes a few joins, counting those not yet in its measured load,
+    // then refuses.
+    const s = await start({ MCU_CPU_BUDGET: '0.8', MCU_AUDIO_PARTICIPANT_COST: '0.3' });
     const statuses: number[] = [];
     let refusal: Awaited<ReturnType<typeof post>> | undefined;
     for (let i = 0; i < 12 && !refusal; i++) {
@@ -105,7 +106,7 @@ describe('limits', () => {
     expect(metrics).toMatch(/mcu_refusals_total\{limit="cpu"\} [1-9]/);
     expect(metrics).toMatch(/mcu_admission_cores\{what="capacity"\} \d/);
     // A participant priced beyond the whole budget is never taken.
-    const never = await start({ MCU_CPU_BUDGET: '0.8', MCU_PARTICIPANT_COST: '64' });
+    const never = await start({ MCU_CPU_BUDGET: '0.8', MCU_AUDIO_PARTICIPANT_COST: '64' });
     expect((await post(never, 'admit')).status).toBe(503);
   });
 });
