@@ -213,9 +213,11 @@ describe('credentials', () => {
     expect(usage.stderr).toMatch(/usage: webrtc-mcu token --room ROOM/);
   });
 
-  it('CORS answers the allow-listed origins only', async () => {
-    const s = await startServerProcess({ MCU_CORS_ORIGINS: 'https://app.example,https://other.example' });
+  it('CORS answers the allow-listed origins only; MCU_METRICS_PUBLIC opens /metrics and nothing else', async () => {
+    const s = await startServerProcess({ MCU_CORS_ORIGINS: 'https://app.example,https://other.example', MCU_METRICS_PUBLIC: '1' });
     try {
+      expect((await fetch(`${s.url}/metrics`)).status).toBe(200);
+      expect((await fetch(`${s.url}/v1/rooms`)).status).toBe(401);
       const preflight = await fetch(`${s.url}/v1/rooms/x/participants`, {
         method: 'OPTIONS',
         headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization,content-type' },
