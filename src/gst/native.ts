@@ -8,6 +8,14 @@
  * stop() flushes the bus, and a poll job that starts after that flush waits forever (holding its
  * thread, and hanging process exit). So close() pauses the pipeline and stops it from inside the
  * bus callback that the state-change messages wake, where the binding queues no further poll.
+ *
+ * Releasing: the published gstreamer-superficial never frees a pipeline. Its wrapper's destructor
+ * is empty, pollBus() pins the wrapper for good and leaks a bus reference on every poll, and
+ * findChild(), property reads and forceKeyUnit() leak references and values. Every pipeline that
+ * ever ran kept its bus (a socket pair), its elements and their memory until the process ended,
+ * whether V8 collected the wrapper or not. patches/gstreamer-superficial+1.7.4.patch fixes those
+ * and adds dispose(), which close() calls once the pipeline is stopped; element handles let go of
+ * their elements when collected (the GStreamer worker collects after pipelines stop).
  */
 import { createRequire } from 'node:module';
 import { nowMs } from '../core/clock.js';
@@ -28,6 +36,8 @@ interface NativePipeline {
   findChild(name: string): NativeElement | undefined;
   forceKeyUnit(name: string, count: number): boolean;
   pollBus(cb: (msg: Record<string, unknown>) => void): void;
+  /** Patched binding only: stops the pipeline and frees it now. */
+  dispose?(): void;
 }
 interface NativeModule {
   Pipeline: new (launch: string) => NativePipeline;
@@ -48,8 +58,18 @@ function timed<T>(what: string, fn: () => T): T {
 
 let native: NativeModule | undefined;
 function load(): NativeModule {
-  native ??= require('gstreamer-superficial') as NativeModule;
+  if (!native) {
+    native = require('gstreamer-superficial') as NativeModule;
+    if (!canDispose()) {
+      log.warn('gstreamer-superficial is not patched (no Pipeline.dispose): every pipeline leaks its bus sockets and memory; reinstall (patch-package) and rebuild it');
+    }
+  }
   return native;
+}
+
+/** Whether the binding can free a pipeline (patches/gstreamer-superficial+1.7.4.patch is built in). */
+export function canDispose(): boolean {
+  return typeof load().Pipeline.prototype.dispose === 'function';
 }
 
 export interface BusEvent {
@@ -188,6 +208,7 @@ export class GstPipeline {
     this.#eosWaiters.splice(0).forEach((w) => w());
     if (!this.#playing) {
       this.#p.stop();
+      this.#p.dispose?.();
       this.#stopped = Promise.resolve();
       return this.#stopped;
     }
@@ -203,7 +224,11 @@ export class GstPipeline {
         done = true;
         runningPipelines--;
         clearTimeout(timer);
-        timed('stopping a pipeline', () => this.#p.stop());
+        timed('stopping a pipeline', () => {
+          this.#p.stop();
+          // Frees it now: bus, elements, their memory (a poll still waiting is woken and ends).
+          this.#p.dispose?.();
+        });
         resolve();
       };
     });
