@@ -12,6 +12,7 @@ import { LoopLagMonitor } from '../core/loopLag.js';
 import { GstPipeline, runningPipelines } from '../gst/native.js';
 import { RecorderMedia } from '../media/RecorderMedia.js';
 import { Channel, type PortLike } from './channel.js';
+import { collectGarbage, collectSoon } from './gc.js';
 import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js';
 
 const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
@@ -85,6 +86,9 @@ channel.serve({
     const p = pipelines.get(id);
     pipelines.delete(id);
     await p?.close();
+    // The pipeline is freed; the handles on its elements (and the elements) go when collected,
+    // and this thread allocates too little for V8 to collect on its own for a long time.
+    collectSoon();
   },
   async 'recorder.start'({ id, launch }) {
     const r = new RecorderMedia(launch, {
@@ -113,12 +117,20 @@ channel.serve({
   async 'recorder.stop'({ id }) {
     const r = recorder(id);
     recorders.delete(id);
-    return r.stop();
+    try {
+      return await r.stop();
+    } finally {
+      collectSoon();
+    }
   },
   async 'recorder.close'({ id }) {
     const r = recorders.get(id);
     recorders.delete(id);
     await r?.close();
+    collectSoon();
+  },
+  'test.gc'() {
+    collectGarbage();
   },
   async shutdown() {
     const all = [...pipelines.values()];

@@ -46,6 +46,11 @@ export type RtcRequests = {
   'view.forget': [{ key: string }, void];
   /** Test mode only: the worker exits as if it had crashed. */
   'test.crash': [Record<string, never>, void];
+} & TestRequests;
+
+/** Test mode only, answered by every worker: a full garbage collection in its thread. */
+export type TestRequests = {
+  'test.gc': [Record<string, never>, void];
 };
 
 export type RtcEvents = {
@@ -68,7 +73,7 @@ export type MixerRequests = {
   'output.add': [{ room: string; id: string; port: number; format: 'l16' | 'pcm-at' }, void];
   'output.remove': [{ room: string; id: string }, void];
   'room.close': [{ room: string }, void];
-};
+} & TestRequests;
 
 export type MixerEvents = {
   /** Each input's RMS level (dBFS) since the last report, for the active speaker. */
@@ -103,7 +108,7 @@ export type GstRequests = {
   /** Stops every pipeline still running, before the thread ends (a bus callback that fires in
    * a thread being torn down takes the process with it). */
   shutdown: [Record<string, never>, void];
-};
+} & TestRequests;
 
 export type GstEvents = {
   /** An error, warning, EOS or element message from a pipeline's bus. */

@@ -11,6 +11,7 @@ import { PeerSession } from '../rtc/native.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
+import { collectGarbage } from './gc.js';
 import type { NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
 import { RtcPeer } from './RtcPeer.js';
 
@@ -75,6 +76,9 @@ channel.serve({
   },
   'test.crash'() {
     setImmediate(() => process.exit(70));
+  },
+  'test.gc'() {
+    collectGarbage();
   },
 });
 

@@ -1,0 +1,32 @@
+/**
+ * A full garbage collection on demand, in whichever thread calls it, without starting Node with
+ * --expose-gc: the flag is process-wide, and a fresh context made after it is set has `gc`.
+ * The GStreamer worker collects after pipelines stop (the binding's element handles keep their
+ * elements until collected); the test hook (POST /v1/test/gc) collects in every thread.
+ */
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+let gc: (() => void) | undefined;
+
+export function collectGarbage(): void {
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc');
+    gc = vm.runInNewContext('gc') as () => void;
+  }
+  gc();
+}
+
+/**
+ * Collects `delayMs` after the first call, once for every call made meanwhile: often enough that
+ * what closes is freed within seconds, never more than once per `delayMs`.
+ */
+export function collectSoon(delayMs = 2000): void {
+  if (pending) return;
+  pending = setTimeout(() => {
+    pending = undefined;
+    collectGarbage();
+  }, delayMs);
+  pending.unref();
+}
+let pending: NodeJS.Timeout | undefined;
