@@ -19,13 +19,14 @@ export function collectGarbage(): void {
 
 /**
  * Collects `delayMs` after the first call, once for every call made meanwhile: often enough that
- * what closes is freed within seconds, never more than once per `delayMs`.
+ * what closes is freed within seconds, never more than once per `delayMs`; `then` runs after.
  */
-export function collectSoon(delayMs = 2000): void {
+export function collectSoon(delayMs = 2000, then?: () => void): void {
   if (pending) return;
   pending = setTimeout(() => {
     pending = undefined;
     collectGarbage();
+    then?.();
   }, delayMs);
   pending.unref();
 }

@@ -9,7 +9,7 @@ import { parentPort } from 'node:worker_threads';
 import { InvalidStateError, NotFoundError } from '../core/errors.js';
 import { setLogLevel, type LogLevel } from '../core/log.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
-import { GstPipeline, runningPipelines } from '../gst/native.js';
+import { GstPipeline, releaseFreeMemory, runningPipelines } from '../gst/native.js';
 import { RecorderMedia } from '../media/RecorderMedia.js';
 import { Channel, type PortLike } from './channel.js';
 import { collectGarbage, collectSoon } from './gc.js';
@@ -41,6 +41,9 @@ function buildNext(): void {
   }
   if (queued.size > 0) setImmediate(buildNext);
 }
+/** After pipelines stop: collect their element handles, then hand freed memory back. */
+const release = () => collectSoon(2000, releaseFreeMemory);
+
 const recorders = new Map<string, RecorderMedia>();
 const recorder = (id: string) => {
   const r = recorders.get(id);
@@ -88,7 +91,7 @@ channel.serve({
     await p?.close();
     // The pipeline is freed; the handles on its elements (and the elements) go when collected,
     // and this thread allocates too little for V8 to collect on its own for a long time.
-    collectSoon();
+    release();
   },
   async 'recorder.start'({ id, launch }) {
     const r = new RecorderMedia(launch, {
@@ -120,17 +123,18 @@ channel.serve({
     try {
       return await r.stop();
     } finally {
-      collectSoon();
+      release();
     }
   },
   async 'recorder.close'({ id }) {
     const r = recorders.get(id);
     recorders.delete(id);
     await r?.close();
-    collectSoon();
+    release();
   },
   'test.gc'() {
     collectGarbage();
+    releaseFreeMemory();
   },
   async shutdown() {
     const all = [...pipelines.values()];
