@@ -40,9 +40,15 @@ if [[ ! -f $stamp || package-lock.json -nt $stamp || package.json -nt $stamp ]];
   touch "$stamp"
 fi
 # gstreamer-superficial is a native addon built by its install script (approved in allowScripts).
-if [[ ! -f node_modules/gstreamer-superficial/build/Release/gstreamer-superficial.node ]]; then
-  echo "setup: building gstreamer-superficial"
+# npm builds it before our postinstall applies patches/gstreamer-superficial+*.patch to its C++
+# source, so it is built again whenever the patch it was built with is not the current one.
+addon=node_modules/gstreamer-superficial/build/Release/gstreamer-superficial.node
+patch_sum=$(cat patches/gstreamer-superficial+*.patch 2>/dev/null | sha256sum | cut -d' ' -f1)
+built_with=node_modules/gstreamer-superficial/build/.mcu-patch
+if [[ ! -f $addon || "$(cat "$built_with" 2>/dev/null)" != "$patch_sum" ]]; then
+  echo "setup: building gstreamer-superficial (with our patch)"
   npm rebuild gstreamer-superficial --foreground-scripts
+  echo "$patch_sum" > "$built_with"
 fi
 
 node node_modules/typescript/bin/tsc -p .
