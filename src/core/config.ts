@@ -57,6 +57,8 @@ export interface McuConfig {
     /** MCU_CORS_ORIGINS: origins (comma separated, or "*") whose pages may call the API. Default: none. */
     corsOrigins: string[];
   };
+  /** Clustering (README, Clustering): set only with MCU_REDIS_URL; without it the node stands alone. */
+  cluster?: ClusterConfig;
   /** Limits; a refusal names the one it hit. */
   limits: {
     /** MCU_MAX_PARTICIPANTS: people in one room. Default 30. */
@@ -78,6 +80,19 @@ export interface McuConfig {
   };
 }
 
+export interface ClusterConfig {
+  /** MCU_REDIS_URL: the Redis that holds the node registry and room placement, e.g. redis://10.0.0.5:6379. */
+  redisUrl: string;
+  /** MCU_PUBLIC_URL: this node's base URL as clients reach it (redirects point there). Default: http://HOST:PORT as listened on. */
+  publicUrl?: string;
+  /** MCU_NODE_ID: this node's id in the registry. Default: from the public URL's host and port (stable across restarts). */
+  nodeId?: string;
+  /** MCU_DRAIN_SECONDS: on SIGTERM, how long running rooms may go on before the node closes them. Default 300. */
+  drainSeconds: number;
+  /** MCU_ROOM_GRACE_SECONDS: a room stays placed on its node this long after it closes there. Default 30. */
+  roomGraceSeconds: number;
+}
+
 function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
@@ -94,6 +109,24 @@ function int(name: string, value: string | undefined, fallback: number, min: num
     throw new BadRequestError(`${name} must be an integer from ${min} to ${max}, got "${value}"`, 'bad_config');
   }
   return n;
+}
+
+function publicUrl(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new BadRequestError(`MCU_PUBLIC_URL must be an absolute http(s) URL, got "${value}"`, 'bad_config');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new BadRequestError(`MCU_PUBLIC_URL must be http or https, got "${value}"`, 'bad_config');
+  return u.origin + u.pathname.replace(/\/+$/, '');
+}
+
+function nodeId(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(value)) throw new BadRequestError(`MCU_NODE_ID is 1-64 letters, digits, "_", ".", ":" or "-", got "${value}"`, 'bad_config');
+  return value;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
@@ -138,6 +171,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
         .map((s) => s.trim())
         .filter(Boolean),
     },
+    cluster: env.MCU_REDIS_URL
+      ? {
+          redisUrl: env.MCU_REDIS_URL,
+          publicUrl: publicUrl(env.MCU_PUBLIC_URL),
+          nodeId: nodeId(env.MCU_NODE_ID),
+          drainSeconds: int('MCU_DRAIN_SECONDS', env.MCU_DRAIN_SECONDS, 300, 0, 86_400),
+          roomGraceSeconds: int('MCU_ROOM_GRACE_SECONDS', env.MCU_ROOM_GRACE_SECONDS, 30, 1, 86_400),
+        }
+      : undefined,
     limits: {
       participantsPerRoom: int('MCU_MAX_PARTICIPANTS', env.MCU_MAX_PARTICIPANTS, 30, 1, 1000),
       rooms: int('MCU_MAX_ROOMS', env.MCU_MAX_ROOMS, 100, 1, 100_000),
