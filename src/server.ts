@@ -6,6 +6,7 @@ import { Credentials } from './auth/credentials.js';
 import { loadSecrets } from './auth/secrets.js';
 import { createApp } from './http/app.js';
 import { Mcu } from './room/Mcu.js';
+import { joinCluster, type ClusterNode } from './cluster/index.js';
 
 export interface RunningServer {
   mcu: Mcu;
@@ -15,6 +16,8 @@ export interface RunningServer {
   secretsFile?: string;
   url: string;
   port: number;
+  /** This node in a cluster (MCU_REDIS_URL), or undefined for a node that stands alone. */
+  cluster?: ClusterNode;
   close(): Promise<void>;
 }
 
@@ -23,7 +26,8 @@ export async function startServer(config: McuConfig = loadConfig()): Promise<Run
   const secrets = loadSecrets({ ...config.auth, file: config.auth.secretsFile });
   const credentials = new Credentials(secrets.apiKey, secrets.apiSecret);
   const mcu = await Mcu.create(config);
-  const server = http.createServer(createApp(mcu, credentials));
+  // The app is attached once the port is known: in a cluster, its public URL includes it.
+  const server = http.createServer();
   // Slow or idle clients cannot hold connections for ever.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
@@ -33,6 +37,17 @@ export async function startServer(config: McuConfig = loadConfig()): Promise<Run
   });
   const port = (server.address() as AddressInfo).port;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? (config.iceAddresses[0] ?? '127.0.0.1') : config.host;
+  let cluster: ClusterNode | undefined;
+  if (config.cluster) {
+    try {
+      cluster = await joinCluster(mcu, config.cluster, `http://${shownHost}:${port}`);
+    } catch (err) {
+      server.close();
+      await mcu.close();
+      throw err;
+    }
+  }
+  server.on('request', createApp(mcu, credentials, cluster?.registry));
   let closing: Promise<void> | undefined;
   return {
     mcu,
@@ -41,11 +56,14 @@ export async function startServer(config: McuConfig = loadConfig()): Promise<Run
     secretsFile: secrets.file,
     port,
     url: `http://${shownHost}:${port}/`,
+    cluster,
     close: () =>
       (closing ??= (async () => {
         server.closeAllConnections();
         await new Promise<void>((r) => server.close(() => r()));
         await mcu.close();
+        // After the recordings are finalised, so that the cluster lists them as done.
+        await cluster?.close();
       })()),
   };
 }
@@ -66,9 +84,12 @@ export async function main(): Promise<void> {
   lines.push('', 'More join links: npx webrtc-mcu token --room ROOM --name NAME');
   process.stdout.write(`\n${lines.map((l) => '  ' + l).join('\n')}\n\n`);
   let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
+  const drainCut = new AbortController();
+  const stop = async (signal: string) => {
+    if (stopping) return drainCut.abort(); // a second signal cuts a drain short
     stopping = true;
+    // In a cluster, SIGTERM drains first: no new rooms, running ones until they empty or MCU_DRAIN_SECONDS.
+    if (signal === 'SIGTERM' && running.cluster) await running.cluster.drain({ signal: drainCut.signal });
     log.info(`${signal}: closing rooms`);
     const force = setTimeout(() => process.exit(1), 10_000);
     void running.close().then(() => {
@@ -77,6 +98,6 @@ export async function main(): Promise<void> {
       process.exit(0);
     });
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
 }

@@ -15,22 +15,33 @@ import { createMetrics } from './metrics.js';
 import { openApiDocument, validateBody } from './openapi.js';
 import { ForbiddenError, guards, UnauthorizedError } from './auth.js';
 import { testHooks } from './testHooks.js';
+import { clusterRouter, isNodeOrigin } from '../cluster/http.js';
+import type { Registry } from '../cluster/Registry.js';
 
 const log = createLogger('http');
 
-/** The REST API (WHIP-shaped join) and the built-in join page. Every route checks credentials (README, Security). */
-export function createApp(mcu: Mcu, creds: Credentials): express.Express {
+/**
+ * The REST API (WHIP-shaped join) and the built-in join page. Every route checks credentials (README, Security).
+ * With a cluster registry, requests for rooms and recordings held by other nodes are redirected there (README, Clustering).
+ */
+export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): express.Express {
   const app = express();
   app.disable('x-powered-by');
   const { limits, auth } = mcu.config;
-  // Browser WHIP clients on other origins: only those on the allow-list (MCU_CORS_ORIGINS).
-  if (auth.corsOrigins.length) {
+  // Browser WHIP clients on other origins: only those on the allow-list (MCU_CORS_ORIGINS), and in
+  // a cluster the pages of its other nodes (the join page follows a redirect to the room's node).
+  if (auth.corsOrigins.length || cluster) {
+    const any = auth.corsOrigins.includes('*');
     app.use(
       cors({
-        origin: auth.corsOrigins.includes('*') ? '*' : auth.corsOrigins,
+        origin: cluster
+          ? (origin, cb) => cb(null, any || (!!origin && (auth.corsOrigins.includes(origin) || isNodeOrigin(cluster, origin))))
+          : any
+            ? '*'
+            : auth.corsOrigins,
         methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
         allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
-        exposedHeaders: ['Location', 'Link', 'ETag', 'Retry-After', 'WWW-Authenticate', 'Content-Range', 'RateLimit', 'RateLimit-Policy'],
+        exposedHeaders: ['Location', 'Link', 'ETag', 'Retry-After', 'WWW-Authenticate', 'Content-Range', 'RateLimit', 'RateLimit-Policy', ...(cluster ? ['X-Mcu-Node'] : [])],
         maxAge: 600,
       }),
     );
@@ -66,6 +77,9 @@ export function createApp(mcu: Mcu, creds: Credentials): express.Express {
     }
     next();
   };
+
+  // Before the routes: rooms and recordings held elsewhere are redirected, listings cover the cluster.
+  if (cluster) app.use(clusterRouter(mcu, cluster, need));
 
   app.post('/v1/tokens', need.admin, express.json({ limit: '4kb' }), async (req, res) => {
     const body = validateBody<{ room: string; name?: string; role?: Role; ttlSeconds?: number }>('TokenRequest', req.body);
@@ -131,6 +145,8 @@ export function createApp(mcu: Mcu, creds: Credentials): express.Express {
   const room = (req: Request) => mcu.room(String(req.params.room));
 
   const metrics = createMetrics(mcu);
+  // In a cluster every series says which node it is from.
+  if (cluster) metrics.setDefaultLabels({ node: cluster.id });
   const refusals = new client.Counter({ name: 'mcu_refusals_total', help: 'Requests refused by a limit, by limit', labelNames: ['limit'], registers: [metrics] });
   app.get('/metrics', ...(auth.metricsPublic ? [] : [need.admin]), async (_req, res) => {
     res.type(metrics.contentType).send(await metrics.metrics());
