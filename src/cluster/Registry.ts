@@ -78,6 +78,8 @@ export class Registry extends TypedEmitter<RegistryEvents> {
   #nodes = new Map<string, NodeRecord>();
   /** What was last published of each local recording (its state, and when), to write only changes. */
   #published = new Map<string, { state: string; at: number }>();
+  /** Rooms open here that Redis places on another node (said once each). */
+  readonly #conflicts = new Set<string>();
 
   static async create(opts: RegistryOptions): Promise<Registry> {
     const r = new Registry(opts);
@@ -165,8 +167,11 @@ export class Registry extends TypedEmitter<RegistryEvents> {
       this.#nodes = nodes;
       const conflicts = res.slice(1 + n);
       for (let i = 0; i < conflicts.length; i += 2) {
+        if (this.#conflicts.has(conflicts[i])) continue;
+        this.#conflicts.add(conflicts[i]);
         this.#o.log.warn(`room ${conflicts[i]} is open here but placed on node ${conflicts[i + 1]}; requests that reach this node are served here`);
       }
+      for (const room of this.#conflicts) if (!s.rooms.includes(room)) this.#conflicts.delete(room);
       // A room closed here is no longer refreshed: its placement lasts the grace period (its TTL).
       await this.#publishRecordings(s.recordings);
       if (!this.#up) {
