@@ -151,9 +151,10 @@ beforeAll(async () => {
   // A room with a real viewer (its composite draws everyone's name plate) and a running recording,
   // so that the routes that need one reach their handlers.
   viewer = await joinWerift(server.url, ROOM, 'Viewer', { audio: 'recvonly', video: 'recvonly' });
-  const rec = await send('POST', `/v1/rooms/${ROOM}/recordings`, { body: JSON.stringify({ width: 320, height: 180, fps: 10 }), type: 'application/json' });
+  // (Set-up, not a case: it is not timed.)
+  const rec = await authFetch(`${server.url}/v1/rooms/${ROOM}/recordings`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ width: 320, height: 180, fps: 10 }) });
   expect(rec.status).toBe(201);
-  recordingId = JSON.parse(rec.text).id;
+  recordingId = ((await rec.json()) as { id: string }).id;
 }, 60_000);
 
 afterAll(async () => {
