@@ -141,7 +141,14 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     });
   });
 
-  const jsonBody = express.json({ limit: '64kb' });
+  const parseJson = express.json({ limit: '64kb' });
+  /** A JSON body, or none: a body of another type is refused (415) rather than read as no body. */
+  const jsonBody = (req: Request, res: Response, next: NextFunction) => {
+    // req.is() answers null when the request has no body at all.
+    const type = req.is('*/*');
+    if (type !== null && !req.is('application/json')) return next(new UnsupportedMediaError('Content-Type must be application/json'));
+    parseJson(req, res, next);
+  };
   const room = (req: Request) => mcu.room(String(req.params.room));
 
   const metrics = createMetrics(mcu);
@@ -166,7 +173,9 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
 
   app.put('/v1/layouts/:layout', need.admin, jsonBody, (req, res) => {
     const raw = { ...(typeof req.body === 'object' && req.body !== null ? req.body : {}), id: req.body?.id ?? req.params.layout };
-    if (raw.id !== req.params.layout) throw new BadRequestError(`field "id" ("${raw.id}") must match the layout id in the path ("${req.params.layout}")`, 'invalid_layout');
+    if (raw.id !== req.params.layout) {
+      throw new BadRequestError(`field "id" (${String(JSON.stringify(raw.id)).slice(0, 100)}) must match the layout id in the path (${JSON.stringify(req.params.layout)})`, 'invalid_layout');
+    }
     validateBody('Layout', raw);
     const layout = parseLayout(raw, 'layout');
     const { created } = mcu.layouts.put(layout);

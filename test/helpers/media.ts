@@ -63,9 +63,19 @@ export function frameGrabber(dir: string, codec: 'vp8' | 'h264' = 'vp8'): { pipe
 
 /** The newest complete frame in `dir` (the last one may still be being written). */
 export async function latestFrame(dir: string): Promise<{ width: number; height: number; px: (x: number, y: number) => number[] }> {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.png')).sort();
-  if (files.length < 2) throw new Error(`no complete frame in ${dir} yet`);
-  const { data, info } = await sharp(path.join(dir, files[files.length - 2])).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  // The newest file may be half written, and multifilesink deletes old ones as it writes new
+  // ones: read the second newest at once, and look again if it went meanwhile (a loaded machine).
+  let png: Buffer | undefined;
+  for (let attempt = 0; !png; attempt++) {
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith('.png')).sort();
+    if (files.length < 2) throw new Error(`no complete frame in ${dir} yet`);
+    try {
+      png = fs.readFileSync(path.join(dir, files[files.length - 2]));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 10) throw err;
+    }
+  }
+  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   return {
     width: info.width,
     height: info.height,
