@@ -20,7 +20,9 @@ export function createLogger(module: string, fields: Record<string, string | num
   const prefix = () =>
     Object.entries(fields)
       .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${v}`)
+      // A value that is not one plain word (a person's name) is quoted and escaped, so that no
+      // name can forge a field, reorder a line with bidi marks, or look like another line.
+      .map(([k, v]) => `${k}=${typeof v === 'number' || /^[\w.:/@-]+$/.test(v!) ? v : JSON.stringify(v).replace(/\p{Cc}|\p{Cf}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}`)
       .join(' ');
   const write = (level: LogLevel, msg: string, extra?: Record<string, unknown>) => {
     if (LEVELS[level] < threshold) return;
