@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { NotFoundError } from '../core/errors.js';
 import type { Mcu } from '../room/Mcu.js';
 import type { Channel } from '../workers/channel.js';
-import { collectGarbage } from '../workers/gc.js';
+import { collectGarbage, heapMb } from '../workers/gc.js';
 import type { NoEvents, NoRequests, TestRequests } from '../workers/protocol.js';
 
 /**
@@ -46,6 +46,9 @@ export function processResources(mcu: Mcu) {
     threads: fs.readdirSync('/proc/self/task').length,
     udp,
     rssMb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024,
+    // RSS by kind: anonymous memory (heaps: malloc's arenas, V8's pages) and file-backed (code, libraries).
+    rssAnonMb: Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024,
+    rssFileMb: Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024,
     pipelines: mcu.workerPipelines,
     rooms: mcu.rooms.size,
   };
@@ -78,11 +81,14 @@ export function testHooks(mcu: Mcu): express.Router {
   // A full garbage collection in every thread (each worker, then this one); answers what the
   // process holds afterwards.
   router.post('/gc', async (_req, res) => {
-    await Promise.all(
-      mcu.workers.map((w) => (w.channel as unknown as Channel<TestRequests, NoRequests, NoEvents, NoEvents>).request('test.gc', {}).catch(() => undefined)),
+    const heaps = await Promise.all(
+      mcu.workers.map(async (w) => ({
+        thread: `${w.kind}${w.threadId}`,
+        ...(await (w.channel as unknown as Channel<TestRequests, NoRequests, NoEvents, NoEvents>).request('test.gc', {}).catch(() => undefined)),
+      })),
     );
     collectGarbage();
-    res.json(processResources(mcu));
+    res.json({ ...processResources(mcu), heaps: [{ thread: 'control', ...heapMb() }, ...heaps] });
   });
   return router;
 }

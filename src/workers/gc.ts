@@ -31,3 +31,10 @@ export function collectSoon(delayMs = 2000, then?: () => void): void {
   pending.unref();
 }
 let pending: NodeJS.Timeout | undefined;
+
+/** This thread's V8 heap, in MB: what it holds in pages (physical) and outside them (external, array buffers). */
+export function heapMb(): { heapMb: number; externalMb: number } {
+  const h = v8.getHeapStatistics();
+  const mb = (n: number) => Math.round((n / 1048576) * 10) / 10;
+  return { heapMb: mb(h.total_physical_size), externalMb: mb(h.external_memory) };
+}

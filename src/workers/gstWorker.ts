@@ -12,7 +12,7 @@ import { LoopLagMonitor } from '../core/loopLag.js';
 import { GstPipeline, releaseFreeMemory, runningPipelines } from '../gst/native.js';
 import { RecorderMedia } from '../media/RecorderMedia.js';
 import { Channel, type PortLike } from './channel.js';
-import { collectGarbage, collectSoon } from './gc.js';
+import { collectGarbage, heapMb, collectSoon } from './gc.js';
 import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js';
 
 const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
@@ -135,6 +135,7 @@ channel.serve({
   'test.gc'() {
     collectGarbage();
     releaseFreeMemory();
+    return heapMb();
   },
   async shutdown() {
     const all = [...pipelines.values()];

@@ -50,7 +50,7 @@ export type RtcRequests = {
 
 /** Test mode only, answered by every worker: a full garbage collection in its thread. */
 export type TestRequests = {
-  'test.gc': [Record<string, never>, void];
+  'test.gc': [Record<string, never>, { heapMb: number; externalMb: number }];
 };
 
 export type RtcEvents = {

@@ -33,7 +33,7 @@ interface Resources {
 }
 
 beforeAll(async () => {
-  server = await startServerProcess({ MCU_TEST_HOOKS: '1', MCU_MAX_PARTICIPANTS: '100' });
+  server = await startServerProcess({ MCU_TEST_HOOKS: '1', MCU_MAX_PARTICIPANTS: '100', ...(process.env.LEAK_ENV ? JSON.parse(process.env.LEAK_ENV) : {}) });
   // One VP8 and one Opus encoder in this process feed every peer's outgoing tracks, as the bench's
   // generator does: each peer sends real media without an encoder of its own.
   for (const kind of ['video', 'audio'] as const) {
