@@ -210,8 +210,15 @@ export const openApiDocument = {
     '/v1/tokens': {
       post: { summary: 'Make a join token (admin)', requestBody: body('TokenRequest'), responses: { 201: json('Token'), 400: err('Bad body'), 401: err('No valid credential'), 403: err('Not an admin') } },
     },
+    '/v1/nodes': {
+      get: { summary: 'The cluster’s nodes as Redis has them (MCU_REDIS_URL only): URL, ICE addresses, load, capacity, rooms, draining', responses: { 200: { description: 'OK' }, 404: err('Not a cluster') } },
+    },
     '/v1/rooms': {
-      get: { summary: 'Every room with its participants', responses: { 200: { description: 'OK' } } },
+      get: {
+        summary: 'Every room with its participants; in a cluster, every node’s',
+        parameters: [{ name: 'scope', in: 'query', schema: { enum: ['node'] }, description: 'In a cluster: this node’s rooms only' }],
+        responses: { 200: { description: 'OK' } },
+      },
       post: { summary: 'Create an empty room, optionally recording from the start', requestBody: body('CreateRoomRequest'), responses: { 201: json('Room'), 400: err('Bad body'), 409: err('Exists') } },
     },
     '/v1/rooms/{room}': { get: { summary: 'One room', parameters: [room], responses: { 200: json('Room'), 404: err('Unknown room') } } },
@@ -226,6 +233,7 @@ export const openApiDocument = {
         requestBody: { required: true, content: { 'application/sdp': { schema: { type: 'string' } } } },
         responses: {
           201: { description: 'Joined', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/sdp': { schema: { type: 'string' } } } },
+          307: { description: 'In a cluster: the room is on another node; send the same request there (with the credential)', headers: { Location: { schema: { type: 'string' } } } },
           400: err('Malformed SDP, empty body, bad name or room id'),
           401: err('No valid credential'),
           403: err('The token is not for this room, or cannot join'),
@@ -279,7 +287,13 @@ export const openApiDocument = {
     '/v1/rooms/{room}/recordings/{rec}/layout': {
       put: { summary: 'Change a running recording’s layout or pin, as for a viewer', parameters: [room, p('rec', 'Recording id')], requestBody: body('RecordingLayoutRequest'), responses: { 200: json('Recording'), 400: err('Bad body'), 404: err('Unknown') } },
     },
-    '/v1/recordings': { get: { summary: 'Every recording', responses: { 200: { description: 'OK' } } } },
+    '/v1/recordings': {
+      get: {
+        summary: 'Every recording (a room token: its room’s); in a cluster, every node’s',
+        parameters: [{ name: 'scope', in: 'query', schema: { enum: ['node'] }, description: 'In a cluster: this node’s recordings only' }],
+        responses: { 200: { description: 'OK' } },
+      },
+    },
     '/v1/recordings/{rec}': {
       get: { summary: 'One recording: state, times, duration, size, format', parameters: [p('rec', 'Recording id')], responses: { 200: json('Recording'), 404: err('Unknown') } },
       delete: { summary: 'Delete a finished recording and its file', parameters: [p('rec', 'Recording id')], responses: { 204: { description: 'Deleted' }, 404: err('Unknown'), 409: err('Still recording') } },
