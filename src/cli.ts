@@ -45,3 +45,47 @@ export async function tokenCommand(argv: string[]): Promise<number> {
     return 2;
   }
 }
+
+const DRAIN_USAGE = `usage: webrtc-mcu drain [--url BASE_URL] [--timeout SECONDS]
+
+Tells the clustered node at BASE_URL (default http://127.0.0.1:$PORT) to take no new rooms, then
+waits until its rooms are empty or SECONDS pass (default MCU_DRAIN_SECONDS, 300). For a Kubernetes
+preStop hook: SIGTERM, which follows, then closes the node at once.`;
+
+/** `webrtc-mcu drain`: drain this node (POST /v1/drain) and wait until it holds no one. */
+export async function drainCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { url: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${DRAIN_USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stderr.write(`${DRAIN_USAGE}\n`);
+    return 0;
+  }
+  const config = loadConfig();
+  const { apiKey } = loadSecrets({ ...config.auth, file: config.auth.secretsFile });
+  const base = (values.url ?? `http://127.0.0.1:${config.port || 8080}`).replace(/\/$/, '');
+  const timeoutS = Number(values.timeout ?? config.cluster?.drainSeconds ?? 300);
+  const headers = { Authorization: `Bearer ${apiKey}` };
+  const started = await fetch(`${base}/v1/drain`, { method: 'POST', headers }).catch((e: Error) => e);
+  if (started instanceof Error || started.status !== 202) {
+    process.stderr.write(`drain: ${started instanceof Error ? started.message : `${started.status} ${await started.text()}`}\n`);
+    return 1;
+  }
+  const deadline = Date.now() + timeoutS * 1000;
+  for (;;) {
+    const state = (await (await fetch(`${base}/v1/drain`, { headers })).json()) as { done: boolean; busyRooms: number; participants: number };
+    if (state.done) {
+      process.stderr.write('drain: no room left\n');
+      return 0;
+    }
+    if (Date.now() > deadline) {
+      process.stderr.write(`drain: ${state.busyRooms} room(s) with ${state.participants} participant(s) still running after ${timeoutS} s\n`);
+      return 0;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

@@ -296,6 +296,32 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     res.status(204).end();
   });
 
+  // Probes for orchestrators (no credential; they say nothing about rooms): alive, and ready for
+  // new rooms (not draining, and in a cluster, registered).
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.get('/readyz', (_req, res) => {
+    const draining = cluster?.draining ?? false;
+    const registered = cluster ? cluster.up : true;
+    res.status(!draining && registered ? 200 : 503).json({ ready: !draining && registered, draining, registered });
+  });
+
+  /** Rooms that still hold someone, or a recording: what a drain waits for. */
+  const busyRooms = () => [...mcu.rooms.values()].filter((r) => r.participants.size > 0 || r.recording);
+  if (cluster) {
+    // Drain (a Kubernetes preStop runs `webrtc-mcu drain`): no new rooms from now on; the running
+    // ones go on. GET says when none is left; SIGTERM then closes the node at once.
+    app.post('/v1/drain', need.admin, async (_req, res) => {
+      await cluster.drain();
+      res.status(202).json({ draining: true, busyRooms: busyRooms().length });
+    });
+    app.get('/v1/drain', need.admin, (_req, res) => {
+      const busy = busyRooms();
+      res.json({ draining: cluster.draining, busyRooms: busy.length, participants: busy.reduce((n, r) => n + r.participants.size, 0), done: cluster.draining && busy.length === 0 });
+    });
+  }
+
   if (mcu.config.testHooks) app.use('/v1/test', need.admin, testHooks(mcu));
 
   app.use('/v1', (_req, _res, next) => next(new McuError(404, 'not_found', 'no such API route')));

@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser } from '../helpers/browser.js';
 import { clusterCall, clusterFetch, joinThrough, startNode, startRedis, until, type ClusterNodeProcess, type ClusterPeer, type RedisProcess } from '../helpers/cluster.js';
-import { apiCall, authFetch, joinToken } from '../helpers/server.js';
+import { apiCall, authFetch, joinToken, ROOT, TEST_API_KEY, TEST_API_SECRET } from '../helpers/server.js';
 
 // One redis-server and three MCU nodes, each on its own loopback address, in the tests' network
 // namespace. The tests run in order: later ones kill and drain nodes that earlier ones used.
@@ -257,6 +259,36 @@ describe('a cluster of three nodes through Redis', () => {
     const again = await joinThrough(other.url, room, 'after-drain', { audio: 'recvonly', video: 'recvonly' });
     peers.push(again);
     expect(again.node).toBe(other.id);
+  });
+
+  it('a Kubernetes preStop drains with `webrtc-mcu drain`: /readyz turns 503, the command returns when the node is empty, and SIGTERM then closes it at once', async () => {
+    const n = await startNode('n8', '127.0.0.8', redis.url, 4);
+    extra.push(n);
+    await until(() => nodesSeenBy(nodes[0]), (b) => b.nodes.some((x) => x.id === 'n8'), 5000, 'n8 registered');
+    expect((await fetch(`${n.url}/readyz`)).status).toBe(200);
+    const p = await joinThrough(nodes[0].url, 'prestop', 'prestop', { audio: 'recvonly', video: 'recvonly' });
+    expect(p.node).toBe('n8');
+    const cli = spawn(path.join(ROOT, 'bin', 'mcu'), ['drain', '--url', n.url, '--timeout', '30'], {
+      env: { ...process.env, NODE: process.execPath, MCU_API_KEY: TEST_API_KEY, MCU_API_SECRET: TEST_API_SECRET },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    cli.stderr!.on('data', (d) => (err += d));
+    const done = new Promise<number | null>((r) => cli.once('exit', (code) => r(code)));
+    await until(() => fetch(`${n.url}/readyz`).then((r) => r.status), (s) => s === 503, 5000, 'not ready while draining');
+    expect((await fetch(`${n.url}/healthz`)).status).toBe(200);
+    await until(() => nodesSeenBy(nodes[0]), (b) => b.nodes.find((x) => x.id === 'n8')?.draining === true, 5000, 'draining in the registry');
+    // Still running: the command waits for the room to empty.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(cli.exitCode).toBeNull();
+    expect(await p.leave()).toBe(204);
+    expect(await within(done, 10_000, 'the drain command to return')).toBe(0);
+    expect(err).toMatch(/no room left/);
+    const exited = new Promise<number | null>((r) => n.proc.once('exit', (code) => r(code)));
+    const t0 = Date.now();
+    n.proc.kill('SIGTERM');
+    expect(await within(exited, 10_000, 'n8 to exit')).toBe(0);
+    console.log(`after the preStop drain, SIGTERM closed the node in ${Date.now() - t0} ms`);
   });
 
   it('MCU_DRAIN_SECONDS bounds a drain: a room that does not empty is closed when it passes', async () => {

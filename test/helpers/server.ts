@@ -98,7 +98,7 @@ export async function startServerProcess(env: Record<string, string> = {}, opts:
   proc.stdout!.on('data', collect);
   proc.stderr!.on('data', collect);
   const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 20_000);
+    const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 40_000);
     const check = () => {
       const m = /listening on (http:\/\/[^\s]+)/.exec(out);
       if (m) {
