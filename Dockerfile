@@ -13,7 +13,11 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm install --no-audit --no-fund --loglevel=error
+# The postinstall applies patches/ (werift, gstreamer-superficial) after npm has built the addon,
+# so the addon is built again from the patched source.
+COPY patches ./patches
+RUN npm install --no-audit --no-fund --loglevel=error \
+ && npm rebuild gstreamer-superficial --foreground-scripts
 COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin
@@ -22,7 +26,8 @@ COPY pipelines ./pipelines
 COPY public ./public
 RUN node node_modules/typescript/bin/tsc -p . && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
-ENV HOST=0.0.0.0 PORT=8080 MCU_RTC_PORTS=40000-40999 MCU_RECORDINGS_DIR=/data/recordings MCU_CACHE_DIR=/tmp/mcu-cache
+ENV HOST=0.0.0.0 PORT=8080 MCU_RTC_PORTS=40000-40999 MCU_RECORDINGS_DIR=/data/recordings MCU_CACHE_DIR=/tmp/mcu-cache \
+    MCU_SECRETS_FILE=/data/secrets.json
 EXPOSE 8080 40000-40999/udp
 VOLUME /data
 CMD ["bin/mcu"]
