@@ -11,6 +11,7 @@ import { PROJECT_ROOT } from '../core/pipelines.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp.js';
 import { checkRoomId, type Mcu } from '../room/Mcu.js';
 import { parseLayout } from '../core/layouts.js';
+import { parseLimits } from '../core/profiles.js';
 import { createMetrics } from './metrics.js';
 import { openApiDocument, validateBody } from './openapi.js';
 import { ForbiddenError, guards, UnauthorizedError } from './auth.js';
@@ -97,6 +98,8 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     const name = p.kind === 'token' && p.name ? p.name : req.query.name;
     const { participant, answer } = await mcu.join(roomId, name, req.body, {
       screenshare,
+      // ?maxWidth=&maxHeight=&maxFps=&maxBitrate=: the most this viewer's device takes.
+      limits: parseLimits(req.query as Record<string, unknown>),
       owner: p.kind === 'token' ? p.tokenId : undefined,
       canPublish: p.kind === 'key' || p.grants.canPublish,
       canSubscribe: p.kind === 'key' || p.grants.canSubscribe,
@@ -280,6 +283,13 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
   app.delete('/v1/rooms/:room/pin', need.roomAdmin, (req, res) => {
     room(req).setPin(null);
     res.status(204).end();
+  });
+
+  // What this viewer receives at most, during the call: it moves to a composite of that size.
+  app.put('/v1/rooms/:room/participants/:id/output', need.any, jsonBody, (req, res) => {
+    self(req);
+    const limits = parseLimits(validateBody<Record<string, unknown>>('OutputRequest', req.body));
+    res.json(room(req).setOutputLimits(String(req.params.id), limits).dump());
   });
 
   app.put('/v1/rooms/:room/participants/:id/pin', need.any, jsonBody, (req, res) => {

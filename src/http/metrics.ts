@@ -72,6 +72,19 @@ export function createMetrics(mcu: Mcu): client.Registry {
       for (const { r, p } of everyone()) if (p.receivesVideo && p.stats) this.set({ room: r.id, participant: p.id }, p.stats.fps);
     },
   });
+  new client.Gauge({
+    name: 'mcu_output_profile',
+    help: 'The stream each viewer is sent: width and height in pixels, fps, bitrate in bits/s (its profile, from its limits)',
+    labelNames: ['room', 'participant', 'what'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { r, p } of everyone()) {
+        if (!p.profile) continue;
+        for (const what of ['width', 'height', 'fps', 'bitrate'] as const) this.set({ room: r.id, participant: p.id, what }, p.profile[what]);
+      }
+    },
+  });
   const lastBytes = new Map<string, { bytes: number; at: number }>();
   new client.Gauge({
     name: 'mcu_output_bitrate_bps',

@@ -82,6 +82,17 @@ const schemas = {
     minProperties: 1,
     properties: { layout: { type: ['string', 'null'], pattern: id.pattern }, pin: { type: ['string', 'null'], minLength: 1, maxLength: 64 } },
   },
+  OutputRequest: {
+    type: 'object',
+    additionalProperties: false,
+    description: 'The most this viewer receives; a field left out (or null) is not limited. The server keeps its canvas shape, and the offer’s b=TIAS/b=AS and H.264 level limit it too.',
+    properties: {
+      maxWidth: { type: ['integer', 'null'], minimum: 64, maximum: 3840 },
+      maxHeight: { type: ['integer', 'null'], minimum: 64, maximum: 2160 },
+      maxFps: { type: ['integer', 'null'], minimum: 1, maximum: 60 },
+      maxBitrate: { type: ['integer', 'null'], minimum: 30000, maximum: 20000000, description: 'bits/s' },
+    },
+  },
   TokenRequest: {
     type: 'object',
     additionalProperties: false,
@@ -229,6 +240,10 @@ export const openApiDocument = {
           room,
           { name: 'name', in: 'query', schema: { type: 'string', maxLength: 64 } },
           { name: 'screenshare', in: 'query', schema: { type: 'boolean' }, description: 'This peer’s video is a screen share' },
+          { name: 'maxWidth', in: 'query', schema: { type: 'integer', minimum: 64, maximum: 3840 }, description: 'The widest video this viewer receives' },
+          { name: 'maxHeight', in: 'query', schema: { type: 'integer', minimum: 64, maximum: 2160 } },
+          { name: 'maxFps', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 60 } },
+          { name: 'maxBitrate', in: 'query', schema: { type: 'integer', minimum: 30000, maximum: 20000000 }, description: 'bits/s' },
         ],
         requestBody: { required: true, content: { 'application/sdp': { schema: { type: 'string' } } } },
         responses: {
@@ -268,6 +283,14 @@ export const openApiDocument = {
     '/v1/rooms/{room}/pin': {
       put: { summary: 'Pin a participant to the main region for the whole room', parameters: [room], requestBody: body('PinRequest'), responses: { 200: json('Room'), 400: err('Bad body'), 404: err('Unknown') } },
       delete: { summary: 'Unpin', parameters: [room], responses: { 204: { description: 'Done' }, 404: err('Unknown room') } },
+    },
+    '/v1/rooms/{room}/participants/{id}/output': {
+      put: {
+        summary: 'What this viewer receives at most (size, frame rate, bitrate); it moves to a composite of that size at its next keyframe',
+        parameters: [room, participant],
+        requestBody: body('OutputRequest'),
+        responses: { 200: json('Participant'), 400: err('Bad body'), 404: err('Unknown'), 409: err('Receives no video') },
+      },
     },
     '/v1/rooms/{room}/participants/{id}/pin': {
       put: { summary: 'Pin for one viewer', parameters: [room, participant], requestBody: body('PinRequest'), responses: { 200: json('Participant'), 400: err('Bad body'), 404: err('Unknown') } },

@@ -2,6 +2,7 @@ import type { McuConfig } from '../core/config.js';
 import { Admission, LimitError } from '../core/admission.js';
 import { BadRequestError, InvalidStateError, NotFoundError } from '../core/errors.js';
 import { LayoutRegistry } from '../core/layouts.js';
+import { offerLimits, type OutputLimits } from '../core/profiles.js';
 import { createLogger } from '../core/log.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { loadPresets, PROJECT_ROOT, threadRules } from '../core/pipelines.js';
@@ -26,6 +27,8 @@ export interface JoinOptions {
   canPublish?: boolean;
   /** Whether the peer gets the composite and the mix (false: the answer sends nothing). Default true. */
   canSubscribe?: boolean;
+  /** What the viewer asked to receive at most (?maxWidth=...). */
+  limits?: OutputLimits;
 }
 
 export function checkRoomId(id: string, maxLength = 64): string {
@@ -220,7 +223,10 @@ export class Mcu {
       const room = this.rooms.get(roomId) ?? this.#openRoom(roomId);
       this.#peerRooms.set(id, room);
       try {
-        const participant = await room.join(name, { id, worker, tracks, audioOutPort }, { screenshare: opts.screenshare });
+        // The offer limits what it receives too: b=TIAS/b=AS, and the level of the H.264 it decodes.
+        const videoSection = offer.split(/^(?=m=)/m).find((sec) => sec.startsWith('m=video')) ?? '';
+        const fromOffer = offerLimits(videoSection, this.config.width / this.config.height, tracks.video?.codec);
+        const participant = await room.join(name, { id, worker, tracks, audioOutPort }, { screenshare: opts.screenshare, limits: { asked: opts.limits ?? {}, offer: fromOffer } });
         if (opts.owner) this.#owners.set(id, opts.owner);
         return { room, participant, answer };
       } catch (err) {

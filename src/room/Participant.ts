@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../core/log.js';
+import { tighten, type OutputLimits, type OutputProfile } from '../core/profiles.js';
 import { EL, participantLaunch, type IngestSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
@@ -46,6 +47,10 @@ export class Participant {
   /** This viewer's own layout choices (unset fields follow the room). */
   viewPrefs: { layout?: string; selfView?: boolean; pin?: string } = {};
   screenshare = false;
+  /** What this viewer may receive: set at join or by PUT .../output (`asked`), and by its offer. */
+  outputLimits: { asked: OutputLimits; offer: OutputLimits } = { asked: {}, offer: {} };
+  /** The stream it is sent now (its room decides, from the limits). */
+  profile?: OutputProfile;
   /** The view on screen, and the one it switches to at its next keyframe (keys). */
   shownView?: string;
   pendingView?: string;
@@ -106,6 +111,10 @@ export class Participant {
   }
   get videoCodec(): VideoCodec {
     return (this.tracks.video?.codec as VideoCodec | undefined) ?? 'vp8';
+  }
+  /** Both sets of limits, the tighter of each field. */
+  get limits(): OutputLimits {
+    return tighten(this.outputLimits.asked, this.outputLimits.offer);
   }
   /** Decoded video of this participant is flowing now. */
   get hasLiveVideo(): boolean {
@@ -257,6 +266,7 @@ export class Participant {
       videoLive: this.#live,
       screenshare: this.screenshare,
       view: this.receivesVideo ? { ...this.viewPrefs } : null,
+      output: this.receivesVideo ? { limits: this.limits, asked: this.outputLimits.asked, offer: this.outputLimits.offer, profile: this.profile ?? null } : null,
       stats: {
         videoPacketsIn: s?.videoPacketsIn ?? 0,
         audioPacketsIn: s?.audioPacketsIn ?? 0,

@@ -5,6 +5,7 @@ import type { LayoutRegistry } from '../core/layouts.js';
 import { SpeakerDetector } from '../core/speaker.js';
 import type { Logger } from '../core/log.js';
 import type { Presets } from '../core/pipelines.js';
+import { fitProfile, type OutputLimits, type OutputProfile } from '../core/profiles.js';
 import type { ImageRenderer } from '../render/images.js';
 import type { GstHost } from '../gst/remote.js';
 import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
@@ -70,7 +71,7 @@ export class Room {
     return this.#speaker.current;
   }
 
-  async join(name: string, peer: PeerHandle, opts: { screenshare?: boolean } = {}): Promise<Participant> {
+  async join(name: string, peer: PeerHandle, opts: { screenshare?: boolean; limits?: { asked: OutputLimits; offer: OutputLimits } } = {}): Promise<Participant> {
     const p = new Participant(this.id, name, peer, {
       presets: this.deps.presets,
       gst: this.deps.gst,
@@ -81,6 +82,7 @@ export class Room {
       changed: () => this.scheduleRecompose(),
     });
     p.screenshare = !!opts.screenshare;
+    if (opts.limits) p.outputLimits = opts.limits;
     this.participants.set(p.id, p);
     try {
       await p.start();
@@ -152,14 +154,29 @@ export class Room {
     };
   }
 
-  /** The exact composition `p` receives: the publishers (itself only with self-view) in join order. */
+  /** The stream `p` is sent: the server's canvas, frame rate and bitrate fitted to p's limits. */
+  profileFor(p: Participant): OutputProfile {
+    const c = this.deps.config;
+    return fitProfile({ width: c.width, height: c.height, fps: c.fps, bitrate: c.videoBitrate }, p.limits);
+  }
+
+  /** New limits for what `p` receives (PUT .../output): it moves to a composite of that size at its next keyframe. */
+  setOutputLimits(id: string, limits: OutputLimits): Participant {
+    const p = this.get(id);
+    if (!p.receivesVideo) throw new InvalidStateError(`participant ${id} receives no video`);
+    p.outputLimits = { ...p.outputLimits, asked: limits };
+    this.recompose();
+    return p;
+  }
+
+  /** The exact composition `p` receives: the publishers (itself only with self-view) in join order, on its own canvas. */
   compositionFor(p: Participant): Composition {
     const prefs = this.prefsFor(p);
     const subjects: TileSubject[] = [...this.participants.values()]
       .filter((o) => o.isPublisher && (o !== p || prefs.selfView))
       .map((o) => ({ id: o.id, name: o.name, hasVideo: o.hasLiveVideo, screenshare: o.screenshare }));
-    const c = this.deps.config;
-    return compose(subjects, this.deps.layouts.get(prefs.layout), { width: c.width, height: c.height, fps: c.fps }, { pinned: prefs.pin, speaker: this.activeSpeaker });
+    const profile = this.profileFor(p);
+    return compose(subjects, this.deps.layouts.get(prefs.layout), { width: profile.width, height: profile.height, fps: profile.fps }, { pinned: prefs.pin, speaker: this.activeSpeaker });
   }
 
   /** What a recording shows: every publisher, on its own layout and pin, on its own canvas. */
@@ -265,10 +282,13 @@ export class Room {
     for (const p of this.participants.values()) {
       if (!p.receivesVideo) continue;
       const composition = this.compositionFor(p);
-      const key = compositionKey(composition, p.videoCodec, cfg.videoBitrate);
+      // Viewers with the same composition and the same profile share one encoder.
+      const profile = this.profileFor(p);
+      p.profile = profile;
+      const key = compositionKey(composition, p.videoCodec, profile.bitrate);
       let view = this.views.get(key);
       if (!view) {
-        view = this.#newView(key, composition, p.videoCodec);
+        view = this.#newView(key, composition, p.videoCodec, profile.bitrate);
         started.push(view);
       }
       this.#follow(p, view);
@@ -284,9 +304,9 @@ export class Room {
     for (const rec of this.recordings.values()) if (rec.active) rec.update(this.compositionForRecording(rec));
   }
 
-  #newView(key: string, composition: Composition, codec: Participant['videoCodec']): CompositeView {
+  #newView(key: string, composition: Composition, codec: Participant['videoCodec'], bitrate: number): CompositeView {
     const cfg = this.deps.config;
-    const view = new CompositeView(key, composition, codec, cfg.videoBitrate, {
+    const view = new CompositeView(key, composition, codec, bitrate, {
       presets: this.deps.presets,
       gst: this.deps.gst,
       renderer: this.deps.renderer,

@@ -51,6 +51,8 @@ export interface JoinOptions {
   render?: boolean;
   /** The join token (default: a fresh participant token for the room). */
   token?: string;
+  /** Extra query parameters for the join, e.g. "maxWidth=320&maxHeight=180&maxFps=15". */
+  query?: string;
 }
 
 /**
@@ -149,7 +151,7 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
       pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
       setTimeout(r, 3000);
     });
-    const url = `/v1/rooms/${o.room}/participants?name=${encodeURIComponent(o.name)}`;
+    const url = `/v1/rooms/${o.room}/participants?name=${encodeURIComponent(o.name)}${o.query ? `&${o.query}` : ''}`;
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${o.token}` },
@@ -198,7 +200,7 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
         const r = await pc.getStats();
         let out: any = null;
         r.forEach((s: any) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'video') out = { framesDecoded: s.framesDecoded ?? 0, freezeCount: s.freezeCount ?? 0, framesPerSecond: s.framesPerSecond ?? 0, frameWidth: s.frameWidth, codecId: s.codecId, packetsLost: s.packetsLost ?? 0, nackCount: s.nackCount ?? 0, pliCount: s.pliCount ?? 0, keyFramesDecoded: s.keyFramesDecoded ?? 0, framesDropped: s.framesDropped ?? 0 };
+          if (s.type === 'inbound-rtp' && s.kind === 'video') out = { framesDecoded: s.framesDecoded ?? 0, freezeCount: s.freezeCount ?? 0, framesPerSecond: s.framesPerSecond ?? 0, frameWidth: s.frameWidth, frameHeight: s.frameHeight, framesReceived: s.framesReceived ?? 0, codecId: s.codecId, packetsLost: s.packetsLost ?? 0, nackCount: s.nackCount ?? 0, pliCount: s.pliCount ?? 0, keyFramesDecoded: s.keyFramesDecoded ?? 0, framesDropped: s.framesDropped ?? 0 };
         });
         return out;
       },

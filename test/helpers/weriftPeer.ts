@@ -51,13 +51,21 @@ export async function makeOffer(opts: PeerOptions) {
   return { pc, sdp: pc.localDescription!.sdp, send, received, handlers };
 }
 
-/** Joins by WHIP with a join token for the room (a fresh one, or `opts.token`). */
-export async function joinWerift(baseUrl: string, room: string, name: string, opts: PeerOptions & { token?: string }): Promise<WeriftPeer> {
+/**
+ * Joins by WHIP with a join token for the room (a fresh one, or `opts.token`); `query` adds join
+ * parameters, `editOffer` changes the offer as sent (werift keeps its own).
+ */
+export async function joinWerift(
+  baseUrl: string,
+  room: string,
+  name: string,
+  opts: PeerOptions & { token?: string; query?: string; editOffer?: (sdp: string) => string },
+): Promise<WeriftPeer> {
   const token = opts.token ?? (await joinToken(room));
   const o = await makeOffer(opts);
   const res = await authFetch(
-    `${baseUrl}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}`,
-    { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: o.sdp },
+    `${baseUrl}/v1/rooms/${room}/participants?name=${encodeURIComponent(name)}${opts.query ? `&${opts.query}` : ''}`,
+    { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: opts.editOffer ? opts.editOffer(o.sdp) : o.sdp },
     token,
   );
   if (res.status !== 201) {
