@@ -53,8 +53,11 @@ export interface CompositeViewEvents extends Record<string, unknown> {
 export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   #pipeline?: RemotePipeline;
   #closed = false;
-  #lastKeyframeRequest = 0;
+  #lastKeyframeRequest = -Infinity;
   #keyframeTimer?: NodeJS.Timeout;
+  /** A keyframe was asked for while no pipeline ran. */
+  #keyframeWanted = false;
+  static readonly KEYFRAME_INTERVAL_MS = 1000;
   readonly #restarts = new RestartPolicy();
   #starting?: Promise<void>;
   /** Aborted on close: a build still waiting its turn in the GStreamer worker is skipped. */
@@ -143,8 +146,16 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
       return;
     }
     this.#pipeline = p;
-    // Followers that came or went while it started.
-    if (this.#ports.join() !== launched.join()) p.set(EL.videoOut, 'clients', udpClients(this.#ports));
+    // Followers that came or went while it started: those that came missed its first keyframe.
+    if (this.#ports.join() !== launched.join()) {
+      p.set(EL.videoOut, 'clients', udpClients(this.#ports));
+      this.#keyframeWanted = true;
+    }
+    // A keyframe asked for while there was no pipeline to ask.
+    if (this.#keyframeWanted) {
+      this.#keyframeWanted = false;
+      this.requestKeyframe();
+    }
     this.#restarts.started();
     this.safeEmit('started', { ssrc, startMs: p.startMs });
     this.#log.debug('composite started', { tiles: this.composition.tiles.length });
@@ -177,15 +188,23 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
     if (this.#pipeline && !this.#pipeline.closed) this.#pipeline.set(EL.videoOut, 'clients', udpClients(want));
   }
 
-  /** Asks the encoder for a keyframe, at most every 250 ms; a request inside that window is deferred. */
+  /**
+   * Asks the encoder for a keyframe, at most one a second whatever number of viewers ask (each
+   * keyframe costs every follower's link a burst); a request inside that second is deferred to its
+   * end, and one made while the pipeline is (re)starting is made once it runs.
+   */
   requestKeyframe(): void {
     if (this.#closed || this.#keyframeTimer) return;
-    const wait = this.#lastKeyframeRequest + 250 - performance.now();
+    const wait = this.#lastKeyframeRequest + CompositeView.KEYFRAME_INTERVAL_MS - performance.now();
     const fire = () => {
       this.#keyframeTimer = undefined;
+      if (!this.#pipeline || this.#pipeline.closed) {
+        this.#keyframeWanted = true;
+        return;
+      }
       this.#lastKeyframeRequest = performance.now();
       this.keyframeRequests++;
-      this.#pipeline?.forceKeyUnit(EL.videoPay);
+      this.#pipeline.forceKeyUnit(EL.videoPay);
     };
     if (wait <= 0) fire();
     else this.#keyframeTimer = setTimeout(fire, wait);

@@ -66,6 +66,34 @@ afterAll(async () => {
   expect(await server.stop()).toBe(0);
 });
 
+describe('keyframes', () => {
+  it('an encoder sends at most one keyframe a second, whatever number of viewers ask', async () => {
+    const a = await viewer('Asker1', { query: 'maxWidth=480' });
+    const b = await viewer('Asker2', { query: 'maxWidth=480' });
+    await waitFor(async () => [a.got.keyframes.length, b.got.keyframes.length], ([x, y]) => x > 0 && y > 0, 10_000, 'first keyframes');
+    await new Promise((r) => setTimeout(r, 1200));
+    const ssrc = { a: 0, b: 0 };
+    a.p.onRtp('video', (rtp) => (ssrc.a = rtp.header.ssrc));
+    b.p.onRtp('video', (rtp) => (ssrc.b = rtp.header.ssrc));
+    await waitFor(async () => ssrc.a && ssrc.b, Boolean, 2000, 'ssrcs');
+    const t0 = performance.now();
+    // 40 PLIs over 3 s from the two viewers of one encoder.
+    for (let i = 0; i < 20; i++) {
+      for (const [v, s] of [[a, ssrc.a], [b, ssrc.b]] as const) {
+        const t = v.p.pc.getTransceivers().find((x) => x.kind === 'video')!;
+        await t.receiver.sendRtcpPLI(s);
+      }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const seconds = (performance.now() - t0) / 1000;
+    const keyframes = a.got.keyframes.filter((k) => k.at >= t0).length;
+    console.log(`${keyframes} keyframes in ${seconds.toFixed(1)} s for 40 PLIs`);
+    expect(keyframes).toBeGreaterThanOrEqual(2);
+    expect(keyframes).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+  });
+});
+
 describe('output profiles', () => {
   it('?maxWidth=320&maxHeight=180&maxFps=15: the viewer is sent 320x180 at 15 fps, and a second such viewer shares its encoder', async () => {
     const { p, got } = await viewer('Small', { query: 'maxWidth=320&maxHeight=180&maxFps=15' });
