@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { NotFoundError } from '../core/errors.js';
 import type { Mcu } from '../room/Mcu.js';
 import type { Channel } from '../workers/channel.js';
-import { collectGarbage, heapMb } from '../workers/gc.js';
+import { collectGarbage, heapMb, writeHeapSnapshot } from '../workers/gc.js';
 import type { NoEvents, NoRequests, TestRequests } from '../workers/protocol.js';
 
 /**
@@ -89,6 +89,49 @@ export function testHooks(mcu: Mcu): express.Router {
     );
     collectGarbage();
     res.json({ ...processResources(mcu), heaps: [{ thread: 'control', ...heapMb() }, ...heaps] });
+  });
+  // Heap snapshots of every worker's thread and this one, into ?dir=: what each thread's V8 heap holds.
+  router.post('/heap-snapshots', async (req, res) => {
+    const dir = String(req.query.dir ?? '');
+    if (!dir) throw new NotFoundError('no ?dir=');
+    fs.mkdirSync(dir, { recursive: true });
+    const files = await Promise.all(
+      mcu.workers.map((w) =>
+        (w.channel as unknown as Channel<TestRequests, NoRequests, NoEvents, NoEvents>)
+          .request('test.heapSnapshot', { file: `${dir}/${w.kind}${w.threadId}.heapsnapshot` }, undefined, 120_000)
+          .catch((e: Error) => `failed: ${e.message}`),
+      ),
+    );
+    files.push(writeHeapSnapshot(`${dir}/control.heapsnapshot`));
+    res.json({ files });
+  });
+  // Resident memory by mapping (/proc/self/smaps): the largest, and sums by kind, to tell malloc's
+  // arenas (64 MB-aligned anonymous regions), the main heap, V8's pages and libraries apart.
+  router.get('/smaps', (_req, res) => {
+    const maps: Array<{ range: string; name: string; sizeKb: number; rssKb: number; anonKb: number }> = [];
+    let cur: (typeof maps)[number] | undefined;
+    for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+      const head = /^([0-9a-f]+-[0-9a-f]+)\s+\S+\s+\S+\s+\S+\s+\S+\s*(.*)$/.exec(line);
+      if (head) {
+        cur = { range: head[1], name: head[2], sizeKb: 0, rssKb: 0, anonKb: 0 };
+        maps.push(cur);
+        continue;
+      }
+      const f = /^(Size|Rss|Anonymous):\s+(\d+) kB/.exec(line);
+      if (f && cur) cur[f[1] === 'Size' ? 'sizeKb' : f[1] === 'Rss' ? 'rssKb' : 'anonKb'] = Number(f[2]);
+    }
+    const sums: Record<string, { n: number; rssMb: number }> = {};
+    for (const m of maps) {
+      const [lo, hi] = m.range.split('-').map((x) => BigInt(`0x${x}`));
+      const kind = m.name
+        ? m.name.startsWith('/') ? 'file' : m.name
+        : (lo & 0x3ffffffn) === 0n && hi - lo <= 0x4000000n ? 'arena?' : m.sizeKb === 256 ? 'v8-256k' : m.sizeKb < 1024 ? 'anon<1M' : 'anon>=1M';
+      const s = (sums[kind] ??= { n: 0, rssMb: 0 });
+      s.n++;
+      s.rssMb += m.rssKb / 1024;
+    }
+    for (const s of Object.values(sums)) s.rssMb = Math.round(s.rssMb * 10) / 10;
+    res.json({ sums, top: maps.sort((a, b) => b.anonKb - a.anonKb).slice(0, 25) });
   });
   return router;
 }

@@ -12,7 +12,7 @@ import { LoopLagMonitor } from '../core/loopLag.js';
 import { GstPipeline, releaseFreeMemory, runningPipelines } from '../gst/native.js';
 import { RecorderMedia } from '../media/RecorderMedia.js';
 import { Channel, type PortLike } from './channel.js';
-import { collectGarbage, heapMb, collectSoon } from './gc.js';
+import { collectGarbage, heapMb, collectSoon, writeHeapSnapshot } from './gc.js';
 import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js';
 
 const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
@@ -136,6 +136,9 @@ channel.serve({
     collectGarbage();
     releaseFreeMemory();
     return heapMb();
+  },
+  'test.heapSnapshot'({ file }) {
+    return writeHeapSnapshot(file);
   },
   async shutdown() {
     const all = [...pipelines.values()];

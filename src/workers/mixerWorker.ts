@@ -13,7 +13,7 @@ import { AudioMixer } from '../media/audioMixer.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
-import { collectGarbage, heapMb } from './gc.js';
+import { collectGarbage, heapMb, writeHeapSnapshot } from './gc.js';
 import type { MixerEvents, MixerRequests, NoEvents, NoRequests } from './protocol.js';
 
 const lag = new LoopLagMonitor(`mixer-worker`);
@@ -77,6 +77,9 @@ channel.serve({
   'test.gc'() {
     collectGarbage();
     return heapMb();
+  },
+  'test.heapSnapshot'({ file }) {
+    return writeHeapSnapshot(file);
   },
 });
 

@@ -11,7 +11,7 @@ import { PeerSession } from '../rtc/native.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
-import { collectGarbage, heapMb } from './gc.js';
+import { collectGarbage, heapMb, writeHeapSnapshot } from './gc.js';
 import type { NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
 import { RtcPeer } from './RtcPeer.js';
 
@@ -80,6 +80,9 @@ channel.serve({
   'test.gc'() {
     collectGarbage();
     return heapMb();
+  },
+  'test.heapSnapshot'({ file }) {
+    return writeHeapSnapshot(file);
   },
 });
 

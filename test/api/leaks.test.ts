@@ -13,7 +13,7 @@ import { joinWerift, makeOffer } from '../helpers/weriftPeer.js';
  * memory, after 200 people who connected and sent media and 60 who never connected.
  */
 
-const CYCLES = 200;
+const CYCLES = Number(process.env.LEAK_CYCLES ?? 200); // fewer only when investigating
 const LANES = 4; // people joining and leaving at once, two to a room
 const NEVER_CONNECT = 60;
 
@@ -102,6 +102,20 @@ async function neverConnect(room: string): Promise<void> {
   expect(res.status).toBe(201);
 }
 
+/** LEAK_DUMP=dir (investigating): the server's memory by mapping, and heap snapshots of its threads. */
+async function dump(snapshots = true): Promise<void> {
+  const dir = process.env.LEAK_DUMP;
+  if (!dir) return;
+  console.log('smaps:', JSON.stringify((await apiCall(server.url, 'GET', '/v1/test/smaps')).body));
+  if (!snapshots) return;
+  // LEAK_HOLD=s: the server stays up that long afterwards, to look at it from outside (gdb, smaps).
+  if (process.env.LEAK_HOLD) {
+    console.log(`holding the server (pid ${server.proc.pid}) for ${process.env.LEAK_HOLD} s`);
+    await new Promise((r) => setTimeout(r, Number(process.env.LEAK_HOLD) * 1000));
+  }
+  console.log('snapshots:', JSON.stringify((await apiCall(server.url, 'POST', `/v1/test/heap-snapshots?dir=${encodeURIComponent(dir)}`)).body));
+}
+
 const noRooms = (r: Resources) => r.rooms === 0 && r.pipelines === 0;
 
 describe('resources', () => {
@@ -114,6 +128,7 @@ describe('resources', () => {
     await neverConnect('warm');
     const start = await until(collected, noRooms, 90_000, 'the warm-up room to close');
     console.log(`start (after the warm-up, ${((performance.now() - t0) / 1000).toFixed(0)} s):`, JSON.stringify(start));
+    await dump(false);
 
     let done = 0;
     let peak = start;
@@ -153,13 +168,15 @@ describe('resources', () => {
     ).catch(async (err) => {
       const last = await collected();
       console.log('end (not back):', JSON.stringify(last));
+      await dump();
       throw err;
     });
     console.log(`end (${((performance.now() - t0) / 1000).toFixed(0)} s):`, JSON.stringify(end));
+    await dump();
     expect(end.pipelines).toBe(0);
     expect(Math.abs(end.fds - start.fds)).toBeLessThanOrEqual(2);
     expect(Math.abs(end.threads - start.threads)).toBeLessThanOrEqual(2);
     expect(Math.abs(end.udp - start.udp)).toBeLessThanOrEqual(2);
     expect(end.rssMb).toBeLessThanOrEqual(start.rssMb * 1.15);
-  }, 420_000);
+  }, 420_000 + Number(process.env.LEAK_HOLD ?? 0) * 1000);
 });
