@@ -57,6 +57,8 @@ export interface RungPolicy {
   maxUpAfterMs: number;
   /** A step up that meets congestion within this long failed, ms. */
   probeMs: number;
+  /** Congestion this long right after a step up ends the try (shorter than downAfterMs: a try that fails should cost little). */
+  probeDownAfterMs: number;
   /** Bits/s the viewer's link also carries besides this video (its audio, RTCP, headers). */
   overhead: number;
 }
@@ -66,9 +68,10 @@ export const DEFAULT_RUNG_POLICY: RungPolicy = {
   minSending: 50_000,
   downAfterMs: 1000,
   lossDown: 0.1,
-  upAfterMs: 8000,
-  maxUpAfterMs: 64_000,
+  upAfterMs: 30_000,
+  maxUpAfterMs: 300_000,
   probeMs: 5000,
+  probeDownAfterMs: 300,
   overhead: 48_000,
 };
 
@@ -119,7 +122,8 @@ export class RungController {
     if (congested) {
       this.#congestedSince ??= now;
       this.#cleanSince = now;
-      if (now - this.#congestedSince >= p.downAfterMs && this.#rung < this.rungs.length - 1) {
+      const trying = this.#lastUpAt !== undefined && now - this.#lastUpAt < p.probeMs;
+      if (now - this.#congestedSince >= (trying ? p.probeDownAfterMs : p.downAfterMs) && this.#rung < this.rungs.length - 1) {
         // A step up that failed soon after: wait longer before the next one.
         if (this.#lastUpAt !== undefined && now - this.#lastUpAt < p.probeMs + p.downAfterMs) {
           this.#upAfterMs = Math.min(p.maxUpAfterMs, this.#upAfterMs * 2);

@@ -85,6 +85,26 @@ export function createMetrics(mcu: Mcu): client.Registry {
       }
     },
   });
+  new client.Gauge({
+    name: 'mcu_output_rung',
+    help: 'The rung of its bandwidth ladder each viewer is on: 0 full, 1 half the bitrate, 2 a quarter at half the size, 3 low frame rate',
+    labelNames: ['room', 'participant'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { r, p } of everyone()) if (p.receivesVideo) this.set({ room: r.id, participant: p.id }, p.rung?.index ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'mcu_link_estimate_bps',
+    help: 'What each viewer’s downlink carries, as its transport estimates it (transport-cc, else REMB)',
+    labelNames: ['room', 'participant'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { r, p } of everyone()) if (p.stats?.link?.estimate !== undefined) this.set({ room: r.id, participant: p.id }, p.stats.link.estimate);
+    },
+  });
   const lastBytes = new Map<string, { bytes: number; at: number }>();
   new client.Gauge({
     name: 'mcu_output_bitrate_bps',

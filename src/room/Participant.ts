@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../core/log.js';
 import { tighten, type OutputLimits, type OutputProfile } from '../core/profiles.js';
+import { DEFAULT_RUNG_POLICY, ladder, RungController, type Rung } from '../core/rungs.js';
 import { EL, participantLaunch, type IngestSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
@@ -112,6 +113,45 @@ export class Participant {
   get videoCodec(): VideoCodec {
     return (this.tracks.video?.codec as VideoCodec | undefined) ?? 'vp8';
   }
+  /** Moves this viewer along its bandwidth ladder from what its transport reports. */
+  #rungs?: RungController;
+  /** Video bytes sent as of the previous report, for the rate actually sent. */
+  #sent?: { bytes: number; packets: number; nacked: number; at: number; bps?: number; loss: number };
+
+  /** The rung of its ladder this viewer is on (undefined before its link has said anything). */
+  get rung(): Rung | undefined {
+    return this.#rungs?.rung;
+  }
+
+  /**
+   * Feeds what the viewer's transport reports into its ladder (the top is its profile);
+   * true when it moves to another rung.
+   */
+  adaptLink(stats: PeerStats, top: OutputProfile, now = performance.now()): boolean {
+    const link = stats.link;
+    if (!link || !this.receivesVideo) return false;
+    // Over half-second stretches: the rate really sent, and the share of it the viewer NACKed (the
+    // loss it sees; a receiver report's fraction lost where that is larger).
+    const prev = this.#sent;
+    if (!prev || now - prev.at >= 500) {
+      const span = prev ? now - prev.at : 0;
+      const bps = prev && span > 0 ? ((stats.bytesSent - prev.bytes) * 8000) / span : undefined;
+      const sent = prev ? link.packetsSent - prev.packets : 0;
+      const nackLoss = prev && sent > 10 ? Math.min(1, (link.packetsNacked - prev.nacked) / sent) : 0;
+      this.#sent = { bytes: stats.bytesSent, packets: link.packetsSent, nacked: link.packetsNacked, at: now, bps, loss: nackLoss };
+    }
+    const loss = Math.max(link.fractionLost, this.#sent?.loss ?? 0);
+    if (link.estimate === undefined && loss === 0 && !this.#rungs) return false;
+    const rungs = ladder(top);
+    // The estimate covers the video stream alone (transport-cc is negotiated on it): little overhead.
+    this.#rungs ??= new RungController(rungs, now, { ...DEFAULT_RUNG_POLICY, overhead: 16_000 });
+    this.#rungs.setLadder(rungs);
+    const before = this.#rungs.rung.index;
+    const after = this.#rungs.update({ now, estimate: link.estimate, sending: this.#sent?.bps, loss }).index;
+    if (after !== before) this.#log.info(`link: rung ${before} -> ${after} (${this.#rungs.rung.name})`, { estimate: link.estimate, sending: Math.round(this.#sent?.bps ?? 0), loss: +loss.toFixed(3) });
+    return after !== before;
+  }
+
   /** Both sets of limits, the tighter of each field. */
   get limits(): OutputLimits {
     return tighten(this.outputLimits.asked, this.outputLimits.offer);
@@ -266,7 +306,16 @@ export class Participant {
       videoLive: this.#live,
       screenshare: this.screenshare,
       view: this.receivesVideo ? { ...this.viewPrefs } : null,
-      output: this.receivesVideo ? { limits: this.limits, asked: this.outputLimits.asked, offer: this.outputLimits.offer, profile: this.profile ?? null } : null,
+      output: this.receivesVideo
+        ? {
+            limits: this.limits,
+            asked: this.outputLimits.asked,
+            offer: this.outputLimits.offer,
+            profile: this.profile ?? null,
+            rung: this.rung ? { index: this.rung.index, name: this.rung.name, changes: this.#rungs!.changes } : null,
+            link: s?.link ?? null,
+          }
+        : null,
       stats: {
         videoPacketsIn: s?.videoPacketsIn ?? 0,
         audioPacketsIn: s?.audioPacketsIn ?? 0,

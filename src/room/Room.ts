@@ -6,6 +6,7 @@ import { SpeakerDetector } from '../core/speaker.js';
 import type { Logger } from '../core/log.js';
 import type { Presets } from '../core/pipelines.js';
 import { fitProfile, type OutputLimits, type OutputProfile } from '../core/profiles.js';
+import { ladder } from '../core/rungs.js';
 import type { ImageRenderer } from '../render/images.js';
 import type { GstHost } from '../gst/remote.js';
 import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
@@ -107,7 +108,11 @@ export class Room {
   }
 
   peerStats(id: string, stats: PeerStats): void {
-    this.participants.get(id)?.updateStats(stats);
+    const p = this.participants.get(id);
+    if (!p) return;
+    p.updateStats(stats);
+    // A viewer whose link moves it to another rung gets that rung's composite, at a keyframe.
+    if (p.adaptLink(stats, this.topProfileFor(p))) this.scheduleRecompose();
   }
 
   /** The peer's picture now comes from view `key`; the view it showed before is released. */
@@ -154,10 +159,19 @@ export class Room {
     };
   }
 
-  /** The stream `p` is sent: the server's canvas, frame rate and bitrate fitted to p's limits. */
-  profileFor(p: Participant): OutputProfile {
+  /** The most `p` is sent: the server's canvas, frame rate and bitrate fitted to p's limits. */
+  topProfileFor(p: Participant): OutputProfile {
     const c = this.deps.config;
     return fitProfile({ width: c.width, height: c.height, fps: c.fps, bitrate: c.videoBitrate }, p.limits);
+  }
+
+  /** The stream `p` is sent now: its top profile, or the rung of its ladder its link allows. */
+  profileFor(p: Participant): OutputProfile {
+    const top = this.topProfileFor(p);
+    const rung = p.rung;
+    if (!rung || rung.index === 0) return top;
+    const { width, height, fps, bitrate } = ladder(top)[rung.index];
+    return { width, height, fps, bitrate };
   }
 
   /** New limits for what `p` receives (PUT .../output): it moves to a composite of that size at its next keyframe. */

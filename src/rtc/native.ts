@@ -7,6 +7,8 @@ import {
   RTCPeerConnection,
   RTCRtpCodecParameters,
   RtcpPayloadSpecificFeedback,
+  RtcpTransportLayerFeedback,
+  useTransportWideCC,
   type MediaStreamTrack,
   type RTCRtpTransceiver,
   type RtcpPacket,
@@ -37,7 +39,9 @@ export interface TrackInfo {
   send: boolean;
 }
 
-const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }];
+// transport-cc: the viewer reports when each packet arrived, and werift's sender turns that into
+// an estimate of what its link carries (README, Weak links); goog-remb where only REMB is offered.
+const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }];
 
 function videoCodecs(order: VideoCodec[]): RTCRtpCodecParameters[] {
   const all: Record<VideoCodec, RTCRtpCodecParameters> = {
@@ -50,7 +54,30 @@ function videoCodecs(order: VideoCodec[]): RTCRtpCodecParameters[] {
       parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
     }),
   };
-  return order.map((c) => all[c]);
+  // RTX (RFC 4588): repairs go on their own stream, so the viewer can tell a repair from a late packet.
+  const rtx: Record<VideoCodec, RTCRtpCodecParameters> = {
+    vp8: new RTCRtpCodecParameters({ mimeType: 'video/rtx', clockRate: 90000, payloadType: 97, parameters: 'apt=96' }),
+    h264: new RTCRtpCodecParameters({ mimeType: 'video/rtx', clockRate: 90000, payloadType: 103, parameters: 'apt=102' }),
+  };
+  return order.flatMap((c) => [all[c], rtx[c]]);
+}
+
+/** What the transport says about a viewer's downlink, for its bandwidth ladder. */
+export interface LinkReport {
+  /** bits/s the link carries, by TWCC (werift's SenderBandwidthEstimator) or else REMB; undefined before any. */
+  estimate?: number;
+  /** Where `estimate` came from. */
+  source?: 'twcc' | 'remb';
+  /** Fraction of the video lost on the way, from the viewer's receiver reports (0-1). */
+  fractionLost: number;
+  /** Video packets retransmitted for NACKs, and NACKed packets not repaired to keep within the budget. */
+  repaired: number;
+  refused: number;
+  /** Video packets sent, and those the viewer NACKed (each once): their ratio over a stretch is the loss it sees. */
+  packetsSent: number;
+  packetsNacked: number;
+  /** werift's own verdict from late transport-cc feedback. */
+  congested: boolean;
 }
 
 const OPUS = () =>
@@ -84,6 +111,10 @@ export class PeerSession {
   readonly #keyframeHandlers = new Set<() => void>();
   readonly #stateHandlers = new Set<(s: string) => void>();
   #remoteVideoSsrc?: number;
+  readonly #link = { twcc: undefined as number | undefined, twccAt: 0, remb: undefined as number | undefined, repaired: 0, refused: 0, sent: 0, nacked: 0, congested: false };
+  /** Retransmissions allowed now (a token bucket, in packets): repairs count against the link. */
+  #repairTokens = 50;
+  #repairRefillAt = performance.now();
 
   private constructor(pc: RTCPeerConnection) {
     this.#pc = pc;
@@ -104,7 +135,7 @@ export class PeerSession {
       iceUseIpv4: true,
       pendingRtp: false,
       codecs: { video: videoCodecs(videoOrder), audio: [OPUS()] },
-      headerExtensions: { audio: [], video: [] },
+      headerExtensions: { audio: [], video: [useTransportWideCC()] },
     });
     const session = new PeerSession(pc);
     try {
@@ -173,6 +204,7 @@ export class PeerSession {
       // On a sendrecv m-line werift delivers the viewer's PLI on the receiver, otherwise on the sender.
       t.receiver.onRtcp.subscribe(onRtcp);
       t.sender.onRtcp.subscribe(onRtcp);
+      if (kind === 'video' && this.tracks.video?.send) this.#watchLink(t);
     }
     pc.connectionStateChange.subscribe((s) => {
       if (s === 'connected') {
@@ -231,10 +263,79 @@ export class PeerSession {
     return () => this.#stateHandlers.delete(handler);
   }
 
+  /**
+   * Follows what the viewer's link carries: werift's TWCC estimate, REMB, receiver-report loss; and
+   * holds NACK repairs to a budget of a tenth of the estimate (at least 20 packets a second), so that
+   * on a congested link the retransmissions do not add to what congests it.
+   */
+  #watchLink(t: RTCRtpTransceiver): void {
+    const link = this.#link;
+    t.sender.senderBWE.onAvailableBitrate.subscribe((bps: number) => {
+      link.twcc = bps;
+      link.twccAt = performance.now();
+    });
+    t.sender.senderBWE.onCongestion.subscribe((c: boolean) => (link.congested = c));
+    const remb = (p: RtcpPacket) => {
+      if (p instanceof RtcpPayloadSpecificFeedback && (p.feedback as { count?: number }).count === 15) {
+        link.remb = Number((p.feedback as unknown as { bitrate: bigint }).bitrate);
+      }
+    };
+    t.receiver.onRtcp.subscribe(remb);
+    t.sender.onRtcp.subscribe(remb);
+    const sender = t.sender as unknown as { handleRtcpPacket(p: RtcpPacket): void };
+    const handle = sender.handleRtcpPacket.bind(sender);
+    const nackedAt = new Map<number, number>();
+    sender.handleRtcpPacket = (p: RtcpPacket) => {
+      if (p instanceof RtcpTransportLayerFeedback && (p.feedback as { count?: number }).count === 1) {
+        const lost = (p.feedback as unknown as { lost: number[] }).lost;
+        const now = performance.now();
+        // A viewer asks again for what did not come: each packet counts once as lost.
+        for (const seq of lost) {
+          if (!nackedAt.has(seq)) link.nacked++;
+          nackedAt.set(seq, now);
+        }
+        if (nackedAt.size > 4096) for (const [seq, at] of nackedAt) if (now - at > 3000) nackedAt.delete(seq);
+        const perSecond = Math.max(20, (0.1 * (this.#linkEstimate() ?? 1_000_000)) / (8 * 1100));
+        this.#repairTokens = Math.min(perSecond, this.#repairTokens + ((now - this.#repairRefillAt) / 1000) * perSecond);
+        this.#repairRefillAt = now;
+        const allowed = Math.max(0, Math.min(lost.length, Math.floor(this.#repairTokens)));
+        this.#repairTokens -= allowed;
+        link.repaired += allowed;
+        link.refused += lost.length - allowed;
+        if (allowed === 0) return;
+        if (allowed < lost.length) (p.feedback as unknown as { lost: number[] }).lost = lost.slice(0, allowed);
+      }
+      handle(p);
+    };
+  }
+
+  #linkEstimate(): number | undefined {
+    const l = this.#link;
+    return l.twcc !== undefined && performance.now() - l.twccAt < 3000 ? l.twcc : l.remb;
+  }
+
+  /** The viewer's downlink as the transport sees it now. */
+  link(): LinkReport {
+    const l = this.#link;
+    const twccFresh = l.twcc !== undefined && performance.now() - l.twccAt < 3000;
+    const sender = this.#transceivers.get('video')?.sender as unknown as { remoteFractionLost?: number } | undefined;
+    return {
+      estimate: this.#linkEstimate(),
+      source: twccFresh ? 'twcc' : l.remb !== undefined ? 'remb' : undefined,
+      fractionLost: sender?.remoteFractionLost ?? 0,
+      repaired: l.repaired,
+      refused: l.refused,
+      packetsSent: l.sent,
+      packetsNacked: l.nacked,
+      congested: l.congested,
+    };
+  }
+
   /** Sends one RTP packet; werift sets SSRC and payload type, we keep sequence and timestamp. */
   sendRtp(kind: MediaKind, packet: Buffer): void {
     const t = this.#transceivers.get(kind);
     if (!t || this.#closed || !this.#connected) return;
+    if (kind === 'video') this.#link.sent++;
     t.sender.sendRtp(packet).catch(() => undefined);
   }
 

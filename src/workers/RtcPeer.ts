@@ -164,6 +164,7 @@ export class RtcPeer {
       maxAudioGapMs: this.#maxAudioGapMs(),
       lastSwitchMs: v?.lastSwitchMs ?? null,
       droppedWaitingKeyframe: v?.droppedWaitingKeyframe ?? 0,
+      link: this.session.tracks.video?.send ? this.session.link() : null,
     };
   }
 

@@ -3,7 +3,7 @@
  * Requests go from the control thread down; notifications come back up.
  */
 import type { VideoCodec } from '../core/pipelines.js';
-import type { RtcOptions, TrackInfo, MediaKind } from '../rtc/native.js';
+import type { LinkReport, RtcOptions, TrackInfo, MediaKind } from '../rtc/native.js';
 
 export interface PeerStats {
   connected: boolean;
@@ -26,6 +26,8 @@ export interface PeerStats {
   maxAudioGapMs: number | null;
   lastSwitchMs: number | null;
   droppedWaitingKeyframe: number;
+  /** A viewer's downlink as its transport sees it (estimate, loss, repairs); null for one that receives no video. */
+  link: LinkReport | null;
 }
 
 export type RtcRequests = {

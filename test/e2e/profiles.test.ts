@@ -43,7 +43,14 @@ describe('a viewer with a small screen', () => {
       throw e;
     });
     expect(size).toEqual([320, 180]);
-    // Every publisher's colour at the centre of its tile, in the small picture.
+    // Every publisher's colour at the centre of its tile, in the small picture (once both are live).
+    await waitFor(
+      async () => (await (await authFetch(`${server.url}/v1/rooms/${ROOM}`)).json()) as { participants: Array<{ videoLive: boolean }> },
+      (r) => r.participants.filter((p) => p.videoLive).length === 2,
+      20_000,
+      'both publishers live',
+    );
+    let last: unknown;
     await waitFor(
       async () => {
         const v = (await (await authFetch(`${server.url}/v1/rooms/${ROOM}/participants/${small.id}/view`)).json()) as typeof view;
@@ -51,15 +58,18 @@ describe('a viewer with a small screen', () => {
           v.tiles.map(async (t) => {
             const want = [red, blue].find((p) => p.id === t.participantId)!.color;
             const got = (await small.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
-            return t.source === 'video' && near(got, want, 60);
+            return { ok: t.source === 'video' && near(got, want, 60), source: t.source, want, got };
           }),
         );
-        return v.tiles.length === 2 && checks.every(Boolean);
+        last = checks;
+        return v.tiles.length === 2 && checks.every((c) => c.ok);
       },
       (ok) => ok,
-      20_000,
+      30_000,
       'both colours at their tiles',
-    );
+    ).catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(last)}`);
+    });
     // Its frame rate over a few seconds: at most 15.
     const s0 = await small.page.evaluate(() => (window as any).mcuTest.videoStats());
     const t0 = Date.now();

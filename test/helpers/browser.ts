@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import type { ImpairedLink } from './impairedLink.js';
 import { joinToken } from './server.js';
 
 export const CHROMIUM_ARGS = [
@@ -53,6 +54,10 @@ export interface JoinOptions {
   token?: string;
   /** Extra query parameters for the join, e.g. "maxWidth=320&maxHeight=180&maxFps=15". */
   query?: string;
+  /** Sends video no encoder can squeeze (noise in its bottom third), so that its composites need all their bitrate. */
+  busy?: boolean;
+  /** Join through this link that misbehaves (test/helpers/impairedLink.ts): the answer's candidates move to it. */
+  link?: ImpairedLink;
 }
 
 /**
@@ -65,6 +70,10 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
   page.on('pageerror', (e) => console.error(`[page ${opts.name}]`, e.message));
   await page.goto(baseUrl + '/');
   const token = opts.token ?? (await joinToken(opts.room));
+  if (opts.link) {
+    const link = opts.link;
+    await page.exposeFunction('mcuRewriteAnswer', (sdp: string) => link.rewriteAnswer(sdp));
+  }
   const result = await page.evaluate(async (o) => {
     const w = window as any;
     const ctx = new AudioContext();
@@ -95,6 +104,17 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
         // A small moving square keeps the encoder busy like a real camera would.
         g.fillStyle = 'rgb(128,128,128)';
         g.fillRect((n++ * 4) % 300, 4, 6, 6);
+        // Busy: random blocks in the bottom third (the tile's centre keeps its colour), which no
+        // encoder can squeeze: the composite then needs all of its bitrate, as a real camera's does.
+        if (o.busy) {
+          for (let y = 124; y < 180; y += 4) {
+            for (let x = 0; x < 320; x += 4) {
+              const v = (Math.random() * 255) | 0;
+              g.fillStyle = `rgb(${v},${255 - v},${(v * 7) & 255})`;
+              g.fillRect(x, y, 4, 4);
+            }
+          }
+        }
       };
       paint();
       w.__paint = setInterval(paint, 66);
@@ -155,11 +175,13 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${o.token}` },
-      body: pc.localDescription!.sdp,
+      // Through a link: the server learns the page's address from the link's own sockets only.
+      body: o.viaLink ? pc.localDescription!.sdp.replace(/^a=candidate:.*\r?\n/gm, '') : pc.localDescription!.sdp,
     });
     if (res.status !== 201) throw new Error(`join failed ${res.status}: ${await res.text()}`);
     const location = res.headers.get('Location')!;
-    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    const answer = await res.text();
+    await pc.setRemoteDescription({ type: 'answer', sdp: o.viaLink ? await w.mcuRewriteAnswer(answer) : answer });
     const sampler = document.createElement('canvas');
     // When each frame of the remote video was presented (or, not drawn, delivered), for the
     // largest gap a person saw.
@@ -223,7 +245,7 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
       },
     };
     return { location };
-  }, { ...opts, token });
+  }, { ...opts, link: undefined, viaLink: !!opts.link, token });
   const id = result.location.split('/').pop()!;
   return { page, id, location: result.location, name: opts.name, color: opts.color, freq: opts.freq, token };
 }

@@ -2,8 +2,8 @@ import dgram from 'node:dgram';
 
 /**
  * A link that misbehaves, in user space: this kernel has no netem and no iptables. It stands
- * between a peer and the server's ICE ports. The peer is given the link's address in place of the
- * server's in the SDP answer (`rewriteAnswer`), sends there, and the link forwards to the server from
+ * between a peer and the server's ICE ports. The peer is given the link's address and ports in place
+ * of the server's in the SDP answer (`rewriteAnswer`), sends there, and the link forwards to the server from
  * a socket of its own per peer address (the server sees a peer-reflexive candidate, which ICE
  * accepts). Each direction drops at random, delays, and throttles like a bottleneck: packets wait
  * in a queue drained at `rateKbps`, and a packet that would wait longer than `queueMs` is dropped
@@ -94,21 +94,32 @@ export class ImpairedLink {
   async rewriteAnswer(sdp: string): Promise<string> {
     const re = new RegExp(`^(a=candidate:\\S+ \\d+ udp \\d+ )${this.serverHost.replace(/\./g, '\\.')} (\\d+)( typ host.*)$`, 'gim');
     const ports = [...sdp.matchAll(re)].map((m) => Number(m[2]));
-    for (const port of ports) await this.#open(port);
+    // The server may hold its port on every address (werift binds the wildcard): the link's side
+    // of each gets a port of its own.
+    const fronts = new Map<number, number>();
+    for (const port of ports) fronts.set(port, await this.#open(port));
     return sdp
-      .replace(re, (_m, a, port, b) => `${a}${this.host} ${port}${b}`)
+      .replace(re, (_m, a, port, b) => `${a}${this.host} ${fronts.get(Number(port))}${b}`)
       .replace(new RegExp(`^(c=IN IP4 )${this.serverHost.replace(/\./g, '\\.')}$`, 'gm'), `$1${this.host}`);
   }
 
-  async #open(port: number): Promise<void> {
-    if (this.#front.has(port)) return;
+  /** The link's side of server port `port`: its own port on the link's address. */
+  async #open(port: number): Promise<number> {
+    const open = this.#front.get(port);
+    if (open) return open.address().port;
     const front = dgram.createSocket('udp4');
     this.#front.set(port, front);
     await new Promise<void>((resolve, reject) => {
       front.once('error', reject);
-      front.bind(port, this.host, () => resolve());
+      front.bind(0, this.host, () => resolve());
     });
     front.on('message', (msg, from) => void this.#fromPeer(port, front, msg, from));
+    return front.address().port;
+  }
+
+  /** The port on the link's address that stands for server port `port` (after rewriteAnswer). */
+  frontPort(port: number): number | undefined {
+    return this.#front.get(port)?.address().port;
   }
 
   async #fromPeer(port: number, front: dgram.Socket, msg: Buffer, from: dgram.RemoteInfo): Promise<void> {

@@ -28,6 +28,7 @@ async function setup() {
   const link = ImpairedLink.create({ random: seeded(7) });
   open.push(link);
   const answer = await link.rewriteAnswer(`v=0\r\nc=IN IP4 127.0.0.1\r\na=candidate:1 1 udp 2130706431 127.0.0.1 ${port} typ host\r\n`);
+  const front = link.frontPort(port)!;
   const peer = dgram.createSocket('udp4');
   open.push(peer);
   await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));
@@ -36,9 +37,9 @@ async function setup() {
   const send = (size: number) => {
     const b = Buffer.alloc(size);
     b.writeDoubleBE(performance.now(), 0);
-    peer.send(b, port, '127.0.0.9');
+    peer.send(b, front, '127.0.0.9');
   };
-  return { link, answer, port, got, send };
+  return { link, answer, port, front, got, send };
 }
 
 const until = async (ok: () => boolean, ms: number) => {
@@ -48,8 +49,8 @@ const until = async (ok: () => boolean, ms: number) => {
 
 describe('ImpairedLink', () => {
   it('moves the server candidates of an answer to the link', async () => {
-    const { answer, port } = await setup();
-    expect(answer).toContain(`a=candidate:1 1 udp 2130706431 127.0.0.9 ${port} typ host`);
+    const { answer, front } = await setup();
+    expect(answer).toContain(`a=candidate:1 1 udp 2130706431 127.0.0.9 ${front} typ host`);
     expect(answer).toContain('c=IN IP4 127.0.0.9');
   });
 

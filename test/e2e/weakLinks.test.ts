@@ -1,0 +1,85 @@
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { joinSynthetic, launchBrowser, waitFor, type SyntheticPeer } from '../helpers/browser.js';
+import { ImpairedLink } from '../helpers/impairedLink.js';
+import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
+
+// A viewer on a weak link: its downlink goes through a user-space relay that throttles it (this
+// kernel has no netem). The server must find out from transport-cc and move it to a rung that fits.
+
+let server: ServerProcess;
+let browser: Browser;
+const links: ImpairedLink[] = [];
+const ROOM = 'weak';
+
+beforeAll(async () => {
+  server = await startServerProcess({}, { pinCpu: true });
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+  for (const l of links) l.close();
+  expect(await server?.stop()).toBe(0);
+});
+
+type Output = { rung: { index: number; name: string } | null; profile: { width: number; height: number; bitrate: number }; link: { estimate?: number; source?: string } | null };
+const outputOf = async (id: string) => (await apiCall(server.url, 'GET', `/v1/rooms/${ROOM}/participants/${id}`)).body.output as Output;
+const stats = (p: SyntheticPeer) => p.page.evaluate(() => (window as any).mcuTest.videoStats());
+
+describe('a viewer on a 300 kbit/s downlink', () => {
+  it('settles within 10 s on a rung that fits, then sees under 2 % loss and no freeze, while the others keep the full rung', async () => {
+    const red = await joinSynthetic(browser, server.url, { room: ROOM, name: 'Red', color: [220, 30, 30], freq: 440, render: false, busy: true });
+    const blue = await joinSynthetic(browser, server.url, { room: ROOM, name: 'Blue', color: [30, 60, 220], freq: 660, render: false, busy: true });
+    await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${ROOM}`), (r) => r.body.participants.filter((p: { videoLive: boolean }) => p.videoLive).length === 2, 20_000, 'publishers live');
+    const link = ImpairedLink.create();
+    links.push(link);
+    // A 300 kbit/s bottleneck with 400 ms of buffer, as tc's tbf is usually set up (latency 400ms).
+    link.set('down', { rateKbps: 300, queueMs: 400 });
+    const t0 = Date.now();
+    const weak = await joinSynthetic(browser, server.url, { room: ROOM, name: 'Weak', color: [0, 0, 0], freq: 0, direction: 'recvonly', link, render: false });
+    // Settled: on a rung whose bitrate fits, with no change for 4 s; the settling time is its last change.
+    let rung = -1;
+    let changedAt = Date.now();
+    const settled = await waitFor(
+      async () => {
+        const o = await outputOf(weak.id);
+        if ((o.rung?.index ?? 0) !== rung) {
+          rung = o.rung?.index ?? 0;
+          changedAt = Date.now();
+        }
+        return o;
+      },
+      (o) => !!o.rung && o.rung.index >= 1 && o.profile.bitrate <= 300_000 * 0.85 && Date.now() - changedAt >= 4000,
+      25_000,
+      'a rung that fits, kept for 4 s',
+    );
+    const settleS = (changedAt - t0) / 1000;
+    console.log(`settled on "${settled.rung!.name}" (${settled.profile.width}x${settled.profile.height}, ${settled.profile.bitrate} bit/s) ${settleS.toFixed(1)} s after joining; estimate ${settled.link?.estimate} (${settled.link?.source})`);
+    expect(settleS).toBeLessThanOrEqual(10);
+    // Watch a stretch.
+    const s0 = await stats(weak);
+    const l0 = { ...link.down.stats };
+    await new Promise((r) => setTimeout(r, 12_000));
+    const s1 = await stats(weak);
+    const l1 = { ...link.down.stats };
+    const sent = l1.packets - l0.packets;
+    const dropped = l1.dropped - l0.dropped + (l1.lost - l0.lost);
+    const frames = s1.framesDecoded - s0.framesDecoded;
+    console.log(
+      `after settling, 12 s: ${sent} packets offered to the link, ${dropped} dropped (${((100 * dropped) / Math.max(1, sent)).toFixed(2)} %), ` +
+        `browser lost ${s1.packetsLost - s0.packetsLost}, ${frames} frames decoded (${(frames / 12).toFixed(1)} fps), freezes ${s0.freezeCount} -> ${s1.freezeCount}, ` +
+        `${s1.frameWidth}x${s1.frameHeight}`,
+    );
+    const after = await outputOf(weak.id);
+    console.log(`then: rung "${after.rung?.name}", estimate ${after.link?.estimate} (${after.link?.source}), NACK repairs ${JSON.stringify(after.link)}`);
+    expect(dropped / Math.max(1, sent)).toBeLessThan(0.02);
+    expect(s1.freezeCount - s0.freezeCount).toBe(0);
+    expect(frames / 12).toBeGreaterThan(10);
+    // The others were never moved.
+    for (const p of [red, blue]) {
+      const o = await outputOf(p.id);
+      expect(o.rung?.index ?? 0).toBe(0);
+      expect(o.profile).toMatchObject({ width: 640, height: 360 });
+    }
+  });
+});
