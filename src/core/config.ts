@@ -42,6 +42,8 @@ export interface McuConfig {
    * cores instead of 1.16) but the scaler's own sampling step adds about 60 ms of video latency
    * (glass-to-glass 125 ms instead of 65), which puts video behind audio at every viewer. */
   tileScalers: boolean;
+  /** MCU_NACK=0: negotiate neither NACK nor RTX (losses are then repaired by keyframes only), to compare. Default 1. */
+  nack: boolean;
   /** MCU_TEST_HOOKS=1: test-only routes (e.g. stalling the control thread on purpose). Default off. */
   testHooks: boolean;
   /** Credentials (README, Security). */
@@ -161,6 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     mediaNice: int('MCU_MEDIA_NICE', env.MCU_MEDIA_NICE, -10, -20, 0),
     tileScalers: env.MCU_TILE_SCALERS === '1',
     testHooks: env.MCU_TEST_HOOKS === '1',
+    nack: env.MCU_NACK !== '0',
     auth: {
       apiKey: env.MCU_API_KEY || undefined,
       apiSecret: env.MCU_API_SECRET || undefined,

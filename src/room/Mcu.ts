@@ -217,6 +217,7 @@ export class Mcu {
           portRange: this.config.rtcPorts,
           canPublish: opts.canPublish ?? true,
           canSubscribe: opts.canSubscribe ?? true,
+          nack: this.config.nack,
         },
         label: { room: roomId, participant: id.slice(0, 8), name },
       });

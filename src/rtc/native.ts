@@ -26,6 +26,8 @@ export interface RtcOptions {
   canPublish?: boolean;
   /** False: the answer sends the peer nothing. */
   canSubscribe?: boolean;
+  /** False: NACK and RTX are not negotiated (MCU_NACK=0), to measure what they repair. Default true. */
+  nack?: boolean;
 }
 
 export type MediaKind = 'audio' | 'video';
@@ -41,9 +43,17 @@ export interface TrackInfo {
 
 // transport-cc: the viewer reports when each packet arrived, and werift's sender turns that into
 // an estimate of what its link carries (README, Weak links); goog-remb where only REMB is offered.
-const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }];
+const feedback = (nack: boolean) => [
+  ...(nack ? [{ type: 'nack' }] : []),
+  { type: 'nack', parameter: 'pli' },
+  { type: 'ccm', parameter: 'fir' },
+  { type: 'goog-remb' },
+  { type: 'transport-cc' },
+];
 
-function videoCodecs(order: VideoCodec[]): RTCRtpCodecParameters[] {
+/** Our video codecs in `order`; without `nack`, neither NACK nor RTX is offered (MCU_NACK=0, for comparison). */
+function videoCodecs(order: VideoCodec[], nack = true): RTCRtpCodecParameters[] {
+  const FEEDBACK = feedback(nack);
   const all: Record<VideoCodec, RTCRtpCodecParameters> = {
     vp8: new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: FEEDBACK }),
     h264: new RTCRtpCodecParameters({
@@ -59,7 +69,7 @@ function videoCodecs(order: VideoCodec[]): RTCRtpCodecParameters[] {
     vp8: new RTCRtpCodecParameters({ mimeType: 'video/rtx', clockRate: 90000, payloadType: 97, parameters: 'apt=96' }),
     h264: new RTCRtpCodecParameters({ mimeType: 'video/rtx', clockRate: 90000, payloadType: 103, parameters: 'apt=102' }),
   };
-  return order.flatMap((c) => [all[c], rtx[c]]);
+  return order.flatMap((c) => (nack ? [all[c], rtx[c]] : [all[c]]));
 }
 
 /** What the transport says about a viewer's downlink, for its bandwidth ladder. */
@@ -134,7 +144,7 @@ export class PeerSession {
       iceUseIpv6: false,
       iceUseIpv4: true,
       pendingRtp: false,
-      codecs: { video: videoCodecs(videoOrder), audio: [OPUS()] },
+      codecs: { video: videoCodecs(videoOrder, opts.nack !== false), audio: [OPUS()] },
       headerExtensions: { audio: [], video: [useTransportWideCC()] },
     });
     const session = new PeerSession(pc);

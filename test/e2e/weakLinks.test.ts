@@ -83,3 +83,77 @@ describe('a viewer on a 300 kbit/s downlink', () => {
     }
   });
 });
+
+/** Freezes (Chromium's freezeCount) and frames a viewer shows over `seconds` behind a lossy downlink. */
+async function lossyViewer(s: ServerProcess, room: string, seconds: number) {
+  const pubs = [
+    await joinSynthetic(browser, s.url, { room, name: 'Red', color: [220, 30, 30], freq: 440, render: false }),
+    await joinSynthetic(browser, s.url, { room, name: 'Blue', color: [30, 60, 220], freq: 660, render: false }),
+  ];
+  await waitFor(() => apiCall(s.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.filter((p: { videoLive: boolean }) => p.videoLive).length === 2, 20_000, 'publishers live');
+  const link = ImpairedLink.create();
+  links.push(link);
+  link.set('down', { lossPct: 5 });
+  const v = await joinSynthetic(browser, s.url, { room, name: 'Lossy', color: [0, 0, 0], freq: 0, direction: 'recvonly', link });
+  await waitFor(() => stats(v), (st) => st?.framesDecoded > 30, 15_000, 'the lossy viewer decoding');
+  const s0 = await stats(v);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const s1 = await stats(v);
+  const out = {
+    freezes: s1.freezeCount - s0.freezeCount,
+    fps: (s1.framesDecoded - s0.framesDecoded) / seconds,
+    nacks: s1.nackCount - s0.nackCount,
+    plis: s1.pliCount - s0.pliCount,
+    lost: s1.packetsLost - s0.packetsLost,
+  };
+  for (const p of [...pubs, v]) await p.page.close();
+  return out;
+}
+
+describe('5 % random loss', () => {
+  // The issue's goal is at most 1 freeze a minute with NACK; measured here: 4 (17.7 fps, 49 packets
+  // never repaired), and 4 in 30 s without. Until the goal is met this bounds what must not get worse.
+  it("on a viewer's downlink: the call stays watchable with NACK, and the figures with and without it are printed", { timeout: 240_000 }, async () => {
+    const withNack = await lossyViewer(server, 'lossy-nack', 60);
+    console.log(`5 % downlink loss, NACK on, 60 s: ${JSON.stringify(withNack)}`);
+    const other = await startServerProcess({ MCU_NACK: '0' }, { pinCpu: true });
+    try {
+      const without = await lossyViewer(other, 'lossy-no-nack', 30);
+      console.log(`5 % downlink loss, NACK off, 30 s: ${JSON.stringify(without)}`);
+    } finally {
+      await other.stop();
+    }
+    expect(withNack.nacks).toBeGreaterThan(0);
+    expect(withNack.freezes).toBeLessThanOrEqual(8);
+    expect(withNack.fps).toBeGreaterThan(10);
+  });
+
+  it("on a publisher's uplink: it stays live in every composite", async () => {
+    const room = 'lossy-up';
+    const link = ImpairedLink.create();
+    links.push(link);
+    link.set('up', { lossPct: 5 });
+    const green = await joinSynthetic(browser, server.url, { room, name: 'Green', color: [40, 200, 60], freq: 550, link, render: false });
+    const watcher = await joinSynthetic(browser, server.url, { room, name: 'Watcher', color: [0, 0, 0], freq: 0, direction: 'recvonly' });
+    await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live');
+    // For 20 s: always live, and its colour at its tile in what the watcher gets.
+    const t0 = Date.now();
+    let samples = 0;
+    while (Date.now() - t0 < 20_000) {
+      const r = await apiCall(server.url, 'GET', `/v1/rooms/${room}`);
+      expect(r.body.participants.find((p: { id: string }) => p.id === green.id).videoLive).toBe(true);
+      const v = (await apiCall(server.url, 'GET', `/v1/rooms/${room}/participants/${watcher.id}/view`)).body;
+      const t = v.tiles.find((x: { participantId: string }) => x.participantId === green.id);
+      expect(t.source).toBe('video');
+      const got = (await watcher.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
+      if (got.some((c) => c > 0)) {
+        expect(Math.abs(got[1] - 200)).toBeLessThan(70);
+        samples++;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(samples).toBeGreaterThan(10);
+    const dump = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body.participants.find((p: { id: string }) => p.id === green.id);
+    console.log(`publisher behind 5 % uplink loss, 20 s: live throughout, ${dump.stats.pliSent} PLIs sent to it; link dropped ${link.up.stats.lost} of ${link.up.stats.packets} packets`);
+  });
+});
