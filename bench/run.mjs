@@ -28,7 +28,8 @@ const sizes = (name, def) => (process.env[name] ?? def).split(',').map(Number);
 const SIZES_A = sizes('BENCH_SIZES_A', '8,16,24,30');
 const SIZES_B = sizes('BENCH_SIZES_B', '4,6,8,10,12');
 const SIZES_AUDIO = sizes('BENCH_SIZES_AUDIO', '10,20,30,40');
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,audio,bare,switch,latency,join,joins100').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,rungs,audio,bare,switch,latency,join,joins100').split(','));
+const SIZES_RUNGS = sizes('BENCH_SIZES_RUNGS', '8');
 const JOINS_UNDER_LOAD = Number(process.env.BENCH_JOINS_UNDER_LOAD ?? 100);
 const JOINS = Number(process.env.BENCH_JOINS ?? 10);
 const FPS = 30;
@@ -173,7 +174,16 @@ async function measureRoom(server, gen, n, kind) {
   const room = `bench-${kind}-${n}`;
   await api(`${server.url}/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: room }) });
   if (kind === 'a') await api(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
-  for (let i = 0; i < n; i++) await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `p${i}`, video: kind !== 'audio' });
+  const ids = [];
+  for (let i = 0; i < n; i++) ids.push((await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `p${i}`, video: kind !== 'audio' })).id);
+  if (kind === 'rungs') {
+    // Case (b) with its viewers spread over three rungs: a third at full, a third at half the
+    // bitrate, the rest at a quarter of the size (as a congested link or a small screen would put them).
+    for (const [i, id] of ids.entries()) {
+      const limits = i % 3 === 1 ? { maxBitrate: Math.round(800_000 / 2) } : i % 3 === 2 ? { maxWidth: 320, maxHeight: 180 } : null;
+      if (limits) await api(`${server.url}/v1/rooms/${room}/participants/${id}/output`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(limits) });
+    }
+  }
   // Every decoder and composite up, every viewer on its final composition, and the server's own
   // frame-gap figure (the last 10 s) no longer covering the joins.
   await sleep(11_000);
@@ -472,7 +482,7 @@ let switching = null;
 let lat = null;
 let loaded = null;
 try {
-  for (const [kind, list] of [['a', SIZES_A], ['b', SIZES_B], ['audio', SIZES_AUDIO]]) {
+  for (const [kind, list] of [['a', SIZES_A], ['b', SIZES_B], ['rungs', SIZES_RUNGS], ['audio', SIZES_AUDIO]]) {
     if (!ONLY.has(kind)) continue;
     // Case (a) composes one 1280x720 picture for everyone: a server of its own with that canvas.
     const target = kind === 'a' ? await startServer({ MCU_CANVAS: '1280x720', MCU_VIDEO_BITRATE: '2000000' }) : server;
@@ -484,6 +494,10 @@ try {
       else break;
     }
     if (target !== server) await stopServer(target);
+  }
+  for (const r of rows.filter((x) => x.case === 'rungs')) {
+    const single = rows.find((x) => x.case === 'b' && x.participants === r.participants);
+    console.error(`rungs: ${r.participants} viewers over three rungs use ${r.encoders} encoders and ${r.serverCores} cores; on one rung: ${single ? `${single.encoders} encoders, ${single.serverCores} cores` : 'not measured (BENCH_SIZES_B)'}`);
   }
   if (ONLY.has('bare')) for (const r of rows) if (r.case === 'b') r.bareCores = await bareRun(r.participants);
   for (const r of rows) if (r.bareCores) r.overheadRatio = +(r.serverCores / r.bareCores).toFixed(2);
