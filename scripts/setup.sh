@@ -3,7 +3,7 @@
 # Debian 12 machine (as root, with Node 20). Safe to run again: it only does what is missing.
 #   scripts/setup.sh          runtime: GStreamer, fonts, build tools, npm packages, build
 #   scripts/setup.sh --test   also what the tests need: Debian's chromium, gst-discoverer, iproute2,
-#                             redis-server (the cluster tests start their own; a node needs none)
+#                             redis-server and coturn (the tests start their own; a node needs neither)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ RUNTIME_PKGS=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   pkg-config python3 make g++ fonts-dejavu-core
 )
-TEST_PKGS=(chromium gstreamer1.0-plugins-base-apps iproute2 util-linux redis-server)
+TEST_PKGS=(chromium gstreamer1.0-plugins-base-apps iproute2 util-linux redis-server coturn)
 
 want=("${RUNTIME_PKGS[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TEST_PKGS[@]}")

@@ -42,6 +42,15 @@ export interface McuConfig {
    * cores instead of 1.16) but the scaler's own sampling step adds about 60 ms of video latency
    * (glass-to-glass 125 ms instead of 65), which puts video behind audio at every viewer. */
   tileScalers: boolean;
+  /** ICE servers announced to peers (RFC 9725 Link headers on the WHIP answer and on OPTIONS). */
+  ice: {
+    /** MCU_TURN_URLS: TURN (and STUN) URLs, comma separated, e.g. turn:turn.example.com:443?transport=tcp. Default: none. */
+    urls: string[];
+    /** MCU_TURN_SECRET: coturn's static-auth-secret; each peer gets credentials made from it (TURN REST API). */
+    secret?: string;
+    /** MCU_TURN_TTL: how long those credentials work, in seconds. Default 86400. */
+    ttlSeconds: number;
+  };
   /** MCU_NACK=0: negotiate neither NACK nor RTX (losses are then repaired by keyframes only), to compare. Default 1. */
   nack: boolean;
   /** MCU_TEST_HOOKS=1: test-only routes (e.g. stalling the control thread on purpose). Default off. */
@@ -164,6 +173,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     tileScalers: env.MCU_TILE_SCALERS === '1',
     testHooks: env.MCU_TEST_HOOKS === '1',
     nack: env.MCU_NACK !== '0',
+    ice: {
+      urls: (env.MCU_TURN_URLS ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map((u) => {
+          if (!/^(turns?|stuns?):[^\s<>"]+$/.test(u)) throw new BadRequestError(`MCU_TURN_URLS: "${u}" is not a turn:, turns:, stun: or stuns: URL`, 'bad_config');
+          return u;
+        }),
+      secret: env.MCU_TURN_SECRET || undefined,
+      ttlSeconds: int('MCU_TURN_TTL', env.MCU_TURN_TTL, 86_400, 60, 30 * 86_400),
+    },
     auth: {
       apiKey: env.MCU_API_KEY || undefined,
       apiSecret: env.MCU_API_SECRET || undefined,

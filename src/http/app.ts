@@ -4,6 +4,7 @@ import { rateLimit } from 'express-rate-limit';
 import path from 'node:path';
 import client from 'prom-client';
 import { may, type Credentials, type Principal, type Role } from '../auth/credentials.js';
+import { iceServerLinks, turnCredentials } from '../auth/turn.js';
 import { LimitError } from '../core/admission.js';
 import { BadRequestError, McuError, NotFoundError, UnsupportedMediaError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
@@ -40,12 +41,15 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
           : any
             ? '*'
             : auth.corsOrigins,
-        methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+        methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
         allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
         exposedHeaders: ['Location', 'Link', 'ETag', 'Retry-After', 'WWW-Authenticate', 'Content-Range', 'RateLimit', 'RateLimit-Policy', ...(cluster ? ['X-Mcu-Node'] : [])],
         maxAge: 600,
+        // A plain OPTIONS (WHIP asking for its ICE servers) goes on to its route; a preflight ends below.
+        preflightContinue: true,
       }),
     );
+    app.use((req, res, next) => (req.method === 'OPTIONS' && req.get('Access-Control-Request-Method') ? res.status(204).end() : next()));
   }
   app.use(express.static(path.join(PROJECT_ROOT, 'public')));
   const need = guards(creds);
@@ -87,6 +91,21 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     res.status(201).json(await creds.issue(body));
   });
 
+  /** The ICE servers a peer may use (RFC 9725 4.6), with TURN credentials of its own. */
+  const announceIceServers = (req: Request, res: Response) => {
+    const { urls, secret, ttlSeconds } = mcu.config.ice;
+    if (!urls.length) return;
+    const p = req.principal!;
+    const who = p.kind === 'token' ? p.tokenId : 'admin';
+    res.append('Link', iceServerLinks(urls, secret ? turnCredentials(secret, who, ttlSeconds) : undefined));
+  };
+
+  // WHIP: a client asks which ICE servers to use before it makes its offer.
+  app.options('/v1/rooms/:room/participants', need.join, (req, res) => {
+    announceIceServers(req, res);
+    res.set('Accept-Post', 'application/sdp').status(204).end();
+  });
+
   app.post('/v1/rooms/:room/participants', need.join, joinRate, requireSdp, sdpBody, async (req, res) => {
     const roomId = checkRoomId(String(req.params.room), limits.roomIdLength);
     if (typeof req.body !== 'string' || req.body.trim() === '') {
@@ -105,6 +124,7 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
       canSubscribe: p.kind === 'key' || p.grants.canSubscribe,
     });
     const location = `/v1/rooms/${encodeURIComponent(roomId)}/participants/${participant.id}`;
+    announceIceServers(req, res);
     res.status(201).location(location).type('application/sdp').send(answer);
   });
 

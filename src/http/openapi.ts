@@ -234,6 +234,11 @@ export const openApiDocument = {
     },
     '/v1/rooms/{room}': { get: { summary: 'One room', parameters: [room], responses: { 200: json('Room'), 404: err('Unknown room') } } },
     '/v1/rooms/{room}/participants': {
+      options: {
+        summary: 'WHIP: the ICE servers to use before making an offer (RFC 9725 4.6), as Link headers with TURN credentials of the caller’s own (MCU_TURN_URLS)',
+        parameters: [room],
+        responses: { 204: { description: 'Link: <turn:…>; rel="ice-server"; username=…; credential=…', headers: { Link: { schema: { type: 'string' } } } }, 401: err('No valid credential'), 403: err('Not for this room') },
+      },
       post: {
         summary: 'Join (WHIP, RFC 9725): an SDP offer in, the SDP answer out, non-trickle',
         parameters: [

@@ -2,7 +2,9 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { joinSynthetic, launchBrowser, waitFor, type SyntheticPeer } from '../helpers/browser.js';
 import { ImpairedLink } from '../helpers/impairedLink.js';
-import { apiCall, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { near } from '../helpers/media.js';
+import { apiCall, authFetch, joinToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { startTurn } from '../helpers/turn.js';
 
 // A viewer on a weak link: its downlink goes through a user-space relay that throttles it (this
 // kernel has no netem). The server must find out from transport-cc and move it to a rung that fits.
@@ -155,5 +157,55 @@ describe('5 % random loss', () => {
     expect(samples).toBeGreaterThan(10);
     const dump = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body.participants.find((p: { id: string }) => p.id === green.id);
     console.log(`publisher behind 5 % uplink loss, 20 s: live throughout, ${dump.stats.pliSent} PLIs sent to it; link dropped ${link.up.stats.lost} of ${link.up.stats.packets} packets`);
+  });
+});
+
+describe('a network that lets only TCP to the TURN server through', () => {
+  it('a Chromium peer that may use only TURN over TCP (the servers from the WHIP Link headers) joins, and sees and hears the others', { timeout: 120_000 }, async () => {
+    const turn = await startTurn();
+    const s = await startServerProcess({ MCU_TURN_URLS: `${turn.url},turn:127.0.0.1:3478?transport=udp`, MCU_TURN_SECRET: turn.secret }, { pinCpu: true });
+    try {
+      const room = 'tcp-only';
+      // The WHIP OPTIONS answers the ICE servers with credentials of the peer's own (RFC 9725 4.6).
+      const opt = await authFetch(`${s.url}/v1/rooms/${room}/participants`, { method: 'OPTIONS' }, await joinToken(room));
+      expect(opt.status).toBe(204);
+      const link = opt.headers.get('link') ?? '';
+      expect(link.startsWith(`<${turn.url}>; rel="ice-server"; username="`)).toBe(true);
+      expect(link).toMatch(/username="\d+:[^"]+"; credential="[^"]+"; credential-type="password"/);
+      const red = await joinSynthetic(browser, s.url, { room, name: 'Red', color: [220, 30, 30], freq: 440 });
+      const far = await joinSynthetic(browser, s.url, { room, name: 'Far', color: [30, 60, 220], freq: 660, relayOnly: 'tcp' });
+      const route = await waitFor(() => far.page.evaluate(() => (window as any).mcuTest.route()), (r) => !!r, 20_000, 'a selected candidate pair');
+      console.log(`Far's route: ${JSON.stringify(route)}`);
+      expect(route).toMatchObject({ type: 'relay', relayProtocol: 'tcp' });
+      // Far sees Red, Red sees Far; each hears the other.
+      for (const [viewer, other] of [
+        [far, red],
+        [red, far],
+      ] as const) {
+        await waitFor(
+          async () => {
+            const v = (await apiCall(s.url, 'GET', `/v1/rooms/${room}/participants/${viewer.id}/view`)).body;
+            const t = v.tiles?.find((x: { participantId: string }) => x.participantId === other.id);
+            if (!t || t.source !== 'video') return false;
+            const got = (await viewer.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
+            return near(got, other.color, 60);
+          },
+          Boolean,
+          20_000,
+          `${viewer.name} to see ${other.name}`,
+        );
+        const levels = await waitFor(
+          () => viewer.page.evaluate((f) => (window as any).mcuTest.levels(f), [other.freq, viewer.freq]) as Promise<number[]>,
+          ([theirs, own]) => theirs > own + 20,
+          15_000,
+          `${viewer.name} to hear ${other.name}`,
+        );
+        console.log(`${viewer.name} hears ${other.name} at ${levels[0].toFixed(0)} dB, itself at ${levels[1].toFixed(0)} dB`);
+      }
+      expect(turn.output()).toMatch(/TCP/);
+    } finally {
+      await s.stop();
+      await turn.stop();
+    }
   });
 });

@@ -54,6 +54,8 @@ export interface JoinOptions {
   token?: string;
   /** Extra query parameters for the join, e.g. "maxWidth=320&maxHeight=180&maxFps=15". */
   query?: string;
+  /** Connects only through the TURN servers the server announces, over this transport. */
+  relayOnly?: 'tcp' | 'udp';
   /** Sends video no encoder can squeeze (noise in its bottom third), so that its composites need all their bitrate. */
   busy?: boolean;
   /** Join through this link that misbehaves (test/helpers/impairedLink.ts): the answer's candidates move to it. */
@@ -121,7 +123,22 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
       videoTrack = (canvas as any).captureStream(15).getVideoTracks()[0];
     }
     void tracks;
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    // Relay only: the ICE servers the server announces (RFC 9725: Link headers on OPTIONS), TCP ones.
+    let pcConfig: RTCConfiguration = { iceServers: [] };
+    if (o.relayOnly) {
+      const opt = await fetch(`/v1/rooms/${o.room}/participants`, { method: 'OPTIONS', headers: { Authorization: `Bearer ${o.token}` } });
+      const servers = (opt.headers.get('Link') ?? '')
+        .split(/,\s*(?=<)/)
+        .map((l) => {
+          const url = /^<([^>]+)>/.exec(l)?.[1] ?? '';
+          const param = (k: string) => new RegExp(`;\\s*${k}="((?:[^"\\\\]|\\\\.)*)"`).exec(l)?.[1]?.replace(/\\(.)/g, '$1');
+          return { urls: url, username: param('username'), credential: param('credential') };
+        })
+        .filter((x) => x.urls.includes(`transport=${o.relayOnly}`));
+      if (!servers.length) throw new Error(`no ICE server with transport=${o.relayOnly} in ${opt.headers.get('Link')}`);
+      pcConfig = { iceServers: servers, iceTransportPolicy: 'relay' };
+    }
+    const pc = new RTCPeerConnection(pcConfig);
     const dir = o.direction ?? 'sendrecv';
     pc.addTransceiver(audioTrack ?? 'audio', { direction: audioTrack ? dir : 'recvonly' });
     const vt = pc.addTransceiver(videoTrack ?? 'video', { direction: videoTrack ? dir : 'recvonly' });
@@ -227,6 +244,16 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
         return out;
       },
       state: () => pc.connectionState,
+      /** The candidate pair in use: its local candidate's type and, for a relay, how the page reaches the relay. */
+      async route() {
+        const r = await pc.getStats();
+        let pair: any;
+        r.forEach((x: any) => {
+          if (x.type === 'transport' && x.selectedCandidatePairId) pair = r.get(x.selectedCandidatePairId);
+        });
+        const local = pair && r.get(pair.localCandidateId);
+        return local ? { type: local.candidateType, relayProtocol: local.relayProtocol, protocol: local.protocol } : null;
+      },
       now: () => performance.now(),
       /** Frames presented since `from` (page clock) and the largest gap between them, up to now. */
       presented(from: number) {
