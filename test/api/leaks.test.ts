@@ -25,7 +25,8 @@ const NEVER_CONNECT = 60;
  * thread), 156 MB after 3, 192 after 40, 196 after 120, 203 after 200. It does not stop there,
  * though: another run, warmed up with 40, went 177 -> 207 MB over the 200 (malloc had 29 MB in use
  * after 100 and 33 MB after 200, by malloc_info; the rest is arena pages that a few live blocks
- * keep), and this test still fails on that. Leaks that grew with people, before
+ * keep). Most of that was GLib's GSlice slabs spread over the arenas: with G_SLICE=always-malloc
+ * (bin/mcu) two runs went 172 -> 190 and 171 -> 188 MB. Leaks that grew with people, before
  * patches/gstreamer-superficial+1.7.4.patch fixed them: each element handle's V8 templates (the
  * GStreamer worker's heap 7 -> 28 MB over 200) and the arenas' tops malloc_trim left (267 MB).
  */
