@@ -11,13 +11,13 @@
 //   BENCH_JOINS     Chromium joins timed for the join-time figure (default 10; 0 skips it)
 //   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join,joins100 (default all)
 //   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MediaStreamTrack, RtpPacket } from 'werift';
-import { requester } from './ipc.mjs';
+import { startGenerator } from './ipc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
@@ -136,17 +136,6 @@ async function joinPeer(url, room, name, source) {
     },
   });
   return handle;
-}
-
-/** The load generator: a child process (bench/generator.mjs) with werift peers over worker threads. */
-async function startGenerator() {
-  const proc = fork(path.join(ROOT, 'bench/generator.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  await new Promise((resolve, reject) => {
-    proc.once('message', resolve);
-    proc.once('exit', (c) => reject(new Error(`generator exited ${c}`)));
-  });
-  const call = requester((m) => proc.send(m), (fn) => proc.on('message', fn));
-  return { proc, call, close: () => proc.disconnect() };
 }
 
 /** How late output frames left the server against their composite's quickest (its own per-viewer

@@ -9,12 +9,12 @@
 //   SOAK_MINUTES   how long (default 30)
 //   SOAK_PEOPLE    people in the room at once (default 6)
 //   SOAK_SERVER_LOG=file keeps the server's output
-import { fork, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { requester } from './ipc.mjs';
+import { startGenerator } from './ipc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 30);
@@ -70,16 +70,6 @@ async function startServer() {
     proc.once('exit', (c) => reject(new Error(`server exited ${c}:\n${out}`)));
   });
   return { proc, url, dir, tail: () => out };
-}
-
-async function startGenerator() {
-  const proc = fork(path.join(ROOT, 'bench/generator.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  await new Promise((resolve, reject) => {
-    proc.once('message', resolve);
-    proc.once('exit', (c) => reject(new Error(`generator exited ${c}`)));
-  });
-  const call = requester((m) => proc.send(m), (fn) => proc.on('message', fn));
-  return { proc, call, close: () => proc.disconnect() };
 }
 
 /** What the server process holds, from /proc. */
