@@ -275,7 +275,7 @@ describe('a cluster of three nodes through Redis', () => {
     let err = '';
     cli.stderr!.on('data', (d) => (err += d));
     const done = new Promise<number | null>((r) => cli.once('exit', (code) => r(code)));
-    await until(() => fetch(`${n.url}/readyz`).then((r) => r.status), (s) => s === 503, 5000, 'not ready while draining');
+    await until(() => fetch(`${n.url}/readyz`).then((r) => r.status), (s) => s === 503, 15_000, 'not ready while draining');
     expect((await fetch(`${n.url}/healthz`)).status).toBe(200);
     await until(() => nodesSeenBy(nodes[0]), (b) => b.nodes.find((x) => x.id === 'n8')?.draining === true, 5000, 'draining in the registry');
     // Still running: the command waits for the room to empty.

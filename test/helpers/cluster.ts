@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { authHeaders, joinToken, startServerProcess, TEST_API_KEY, type ServerProcess } from './server.js';
-import { makeOffer, type PeerOptions, type WeriftPeer } from './weriftPeer.js';
+import { completeJoin, makeOffer, type PeerOptions, type WeriftPeer } from './weriftPeer.js';
 
 /** A free TCP port on `host` (closed again before it is returned). */
 export function freePort(host: string): Promise<number> {
@@ -154,29 +154,9 @@ export async function joinThrough(baseUrl: string, room: string, name: string, o
     headers: { ...authHeaders(token), 'Content-Type': 'application/sdp' },
     body: o.sdp,
   });
-  if (res.status !== 201) {
-    await o.pc.close();
-    throw new Error(`join failed ${res.status}: ${await res.text()}`);
-  }
-  const answer = await res.text();
-  await o.pc.setRemoteDescription({ type: 'answer', sdp: answer });
   const nodeUrl = new URL(hops[hops.length - 1].url).origin;
-  const location = res.headers.get('location')!;
-  return {
-    pc: o.pc,
-    location,
-    id: location.split('/').pop()!,
-    answer,
-    received: o.received,
-    send: o.send,
-    token,
-    node: res.headers.get('x-mcu-node')!,
-    nodeUrl,
-    hops,
-    leave: async () => (await fetch(nodeUrl + location, { method: 'DELETE', headers: authHeaders(token) })).status,
-    onRtp: (kind, fn) => o.handlers[kind].push(fn),
-    close: () => o.pc.close(),
-  };
+  const peer = await completeJoin(o, res, nodeUrl, token);
+  return Object.assign(peer, { node: res.headers.get('x-mcu-node')!, nodeUrl, hops });
 }
 
 /** Polls `fn` until `ok` holds, or throws with the last value after `ms`. */

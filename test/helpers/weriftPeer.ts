@@ -68,6 +68,14 @@ export async function joinWerift(
     { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: opts.editOffer ? opts.editOffer(o.sdp) : o.sdp },
     token,
   );
+  return completeJoin(o, res, baseUrl, token);
+}
+
+/**
+ * Finishes a WHIP join with the server's answer: `res` is the POST's response (201 or it throws),
+ * `resourceBase` the server the participant's resource is on (for its own DELETE).
+ */
+export async function completeJoin(o: Awaited<ReturnType<typeof makeOffer>>, res: Response, resourceBase: string, token: string): Promise<WeriftPeer> {
   if (res.status !== 201) {
     await o.pc.close();
     throw new Error(`join failed ${res.status}: ${await res.text()}`);
@@ -83,7 +91,7 @@ export async function joinWerift(
     received: o.received,
     send: o.send,
     token,
-    leave: async () => (await authFetch(baseUrl + location, { method: 'DELETE' }, token)).status,
+    leave: async () => (await authFetch(resourceBase + location, { method: 'DELETE' }, token)).status,
     onRtp: (kind, fn) => o.handlers[kind].push(fn),
     close: () => o.pc.close(),
   };
