@@ -160,27 +160,3 @@ export class RungController {
     return this.rung;
   }
 }
-
-/** At most one keyframe per `intervalMs` per encoder, whatever number of viewers ask: the rest wait for it. */
-export class KeyframeLimiter {
-  #last = -Infinity;
-  #pending = false;
-
-  constructor(private readonly intervalMs = 1000) {}
-
-  /** A viewer asks. True: ask the encoder now. False: one was asked recently; `due()` tells when. */
-  request(now: number): boolean {
-    if (now - this.#last >= this.intervalMs) {
-      this.#last = now;
-      this.#pending = false;
-      return true;
-    }
-    this.#pending = true;
-    return false;
-  }
-
-  /** When a held request may go (ms), or undefined if none waits. */
-  due(): number | undefined {
-    return this.#pending ? this.#last + this.intervalMs : undefined;
-  }
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fitProfile, h264Level, h264LevelLimits, offerLimits, parseLimits, profileKey, tighten } from '../../src/core/profiles.js';
-import { DEFAULT_RUNG_POLICY, KeyframeLimiter, ladder, RungController } from '../../src/core/rungs.js';
+import { DEFAULT_RUNG_POLICY, ladder, RungController } from '../../src/core/rungs.js';
 
 const BASE = { width: 640, height: 360, fps: 30, bitrate: 800_000 };
 
@@ -122,17 +122,5 @@ describe('the bandwidth ladder', () => {
     const seen = run(c, 120_000, 200_000, 10_000_000);
     expect(seen.at(-1)).toBe('full');
     expect(seen).toEqual(seen.at(0) === 'quarter' ? ['quarter', 'half', 'full'] : ['half', 'full']);
-  });
-});
-
-describe('KeyframeLimiter', () => {
-  it('lets one keyframe request a second through per encoder; the others wait for the next slot', () => {
-    const k = new KeyframeLimiter(1000);
-    expect(k.request(0)).toBe(true);
-    expect(k.request(10)).toBe(false);
-    expect(k.request(500)).toBe(false);
-    expect(k.due()).toBe(1000);
-    expect(k.request(1000)).toBe(true);
-    expect(k.due()).toBeUndefined();
   });
 });
