@@ -65,14 +65,19 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
   });
 
   /** The participant's own credential (the token it joined with), or one that runs its room. */
-  const self = (req: Request) => {
+  const own = (req: Request, _res: Response, next: NextFunction) => {
     const room = String(req.params.room);
-    need.check(
-      req,
-      (p: Principal) =>
-        may.roomAdmin(p, room) ||
-        (p.kind === 'token' && (p.grants.room === room || p.grants.room === '*') && mcu.ownedBy(String(req.params.id), p.tokenId)),
-    );
+    try {
+      need.check(
+        req,
+        (p: Principal) =>
+          may.roomAdmin(p, room) ||
+          (p.kind === 'token' && (p.grants.room === room || p.grants.room === '*') && mcu.ownedBy(String(req.params.id), p.tokenId)),
+      );
+      next();
+    } catch (err) {
+      next(err);
+    }
   };
 
   const sdpBody = express.text({ type: 'application/sdp', limit: MAX_SDP_BYTES });
@@ -133,8 +138,7 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     res.status(405).set('Allow', 'GET, DELETE').json({ error: { code: 'method_not_allowed', message: 'trickle ICE is not supported; the answer carries all candidates' } });
   });
 
-  app.delete('/v1/rooms/:room/participants/:id', need.any, async (req, res) => {
-    self(req);
+  app.delete('/v1/rooms/:room/participants/:id', need.any, own, async (req, res) => {
     await mcu.room(String(req.params.room)).leave(String(req.params.id));
     res.status(204).end();
   });
@@ -147,13 +151,11 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     res.json(mcu.room(String(req.params.room)).dump());
   });
 
-  app.get('/v1/rooms/:room/participants/:id', need.any, (req, res) => {
-    self(req);
+  app.get('/v1/rooms/:room/participants/:id', need.any, own, (req, res) => {
     res.json(mcu.room(String(req.params.room)).get(String(req.params.id)).dump());
   });
 
-  app.get('/v1/rooms/:room/participants/:id/view', need.any, (req, res) => {
-    self(req);
+  app.get('/v1/rooms/:room/participants/:id/view', need.any, own, (req, res) => {
     const c = mcu.room(String(req.params.room)).viewOf(String(req.params.id));
     res.json({
       width: c.width,
@@ -281,15 +283,13 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     res.json(r.dump());
   });
 
-  app.put('/v1/rooms/:room/participants/:id/layout', need.any, jsonBody, (req, res) => {
-    self(req);
+  app.put('/v1/rooms/:room/participants/:id/layout', need.any, own, jsonBody, (req, res) => {
     const r = room(req);
     r.setViewerPrefs(String(req.params.id), validateBody('ViewerLayoutRequest', req.body));
     res.json(r.get(String(req.params.id)).dump());
   });
 
-  app.delete('/v1/rooms/:room/participants/:id/layout', need.any, (req, res) => {
-    self(req);
+  app.delete('/v1/rooms/:room/participants/:id/layout', need.any, own, (req, res) => {
     room(req).clearViewerPrefs(String(req.params.id));
     res.status(204).end();
   });
@@ -306,22 +306,19 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
   });
 
   // What this viewer receives at most, during the call: it moves to a composite of that size.
-  app.put('/v1/rooms/:room/participants/:id/output', need.any, jsonBody, (req, res) => {
-    self(req);
+  app.put('/v1/rooms/:room/participants/:id/output', need.any, own, jsonBody, (req, res) => {
     const limits = parseLimits(validateBody<Record<string, unknown>>('OutputRequest', req.body));
     res.json(room(req).setOutputLimits(String(req.params.id), limits).dump());
   });
 
-  app.put('/v1/rooms/:room/participants/:id/pin', need.any, jsonBody, (req, res) => {
-    self(req);
+  app.put('/v1/rooms/:room/participants/:id/pin', need.any, own, jsonBody, (req, res) => {
     const r = room(req);
     const { participantId } = validateBody<{ participantId: string | null }>('PinRequest', req.body);
     r.setViewerPrefs(String(req.params.id), { pin: participantId });
     res.json(r.get(String(req.params.id)).dump());
   });
 
-  app.delete('/v1/rooms/:room/participants/:id/pin', need.any, (req, res) => {
-    self(req);
+  app.delete('/v1/rooms/:room/participants/:id/pin', need.any, own, (req, res) => {
     room(req).setViewerPrefs(String(req.params.id), { pin: null });
     res.status(204).end();
   });
