@@ -305,7 +305,7 @@ export class PeerSession {
           nackedAt.set(seq, now);
         }
         if (nackedAt.size > 4096) for (const [seq, at] of nackedAt) if (now - at > 3000) nackedAt.delete(seq);
-        const perSecond = Math.max(20, (0.1 * (this.#linkEstimate() ?? 1_000_000)) / (8 * 1100));
+        const perSecond = Math.max(20, (0.1 * (this.#estimate().estimate ?? 1_000_000)) / (8 * 1100));
         this.#repairTokens = Math.min(perSecond, this.#repairTokens + ((now - this.#repairRefillAt) / 1000) * perSecond);
         this.#repairRefillAt = now;
         const allowed = Math.max(0, Math.min(lost.length, Math.floor(this.#repairTokens)));
@@ -319,19 +319,19 @@ export class PeerSession {
     };
   }
 
-  #linkEstimate(): number | undefined {
+  /** The estimate to trust now: transport-cc while it is fresh (3 s), else REMB. */
+  #estimate(): { estimate?: number; source?: 'twcc' | 'remb' } {
     const l = this.#link;
-    return l.twcc !== undefined && performance.now() - l.twccAt < 3000 ? l.twcc : l.remb;
+    if (l.twcc !== undefined && performance.now() - l.twccAt < 3000) return { estimate: l.twcc, source: 'twcc' };
+    return l.remb !== undefined ? { estimate: l.remb, source: 'remb' } : {};
   }
 
   /** The viewer's downlink as the transport sees it now. */
   link(): LinkReport {
     const l = this.#link;
-    const twccFresh = l.twcc !== undefined && performance.now() - l.twccAt < 3000;
     const sender = this.#transceivers.get('video')?.sender as unknown as { remoteFractionLost?: number } | undefined;
     return {
-      estimate: this.#linkEstimate(),
-      source: twccFresh ? 'twcc' : l.remb !== undefined ? 'remb' : undefined,
+      ...this.#estimate(),
       fractionLost: sender?.remoteFractionLost ?? 0,
       repaired: l.repaired,
       refused: l.refused,
