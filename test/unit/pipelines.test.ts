@@ -20,6 +20,91 @@ const spec = (over: Partial<CompositeSpec> = {}): CompositeSpec => ({
   ...over,
 });
 
+/**
+ * Whole launch strings for representative specs, exactly: a change to any of them is a change to
+ * what GStreamer runs, and has to be made here on purpose.
+ */
+const CASES: Record<string, () => string> = {
+  compositeVp8: () => compositeLaunch(spec(), presets),
+  compositeVp8Recording: () => compositeLaunch(spec({ steadyTiles: true, gopSeconds: 2, threads: 2, rtpPorts: [7000] }), presets),
+  compositeVp8Empty: () => compositeLaunch(spec({ tiles: [] }), presets),
+  compositeH264: () => compositeLaunch(spec({ codec: 'h264', width: 1280, height: 720, bitrate: 1_500_000, fps: 25 }), presets),
+  compositeH264Recording: () => compositeLaunch(spec({ codec: 'h264', steadyTiles: true, gopSeconds: 2, threads: 2, ssrc: 99 }), presets),
+  participantAll: () =>
+    participantLaunch(
+      {
+        video: { codec: 'vp8', payloadType: 96, channel: 'mcu-v-x' },
+        audio: { codec: 'opus', payloadType: 111, pcmPort: 6000 },
+        mix: { codec: 'opus', bitrate: 32000, rtpPort: 6002 },
+      },
+      presets,
+    ),
+  participantH264Video: () => participantLaunch({ video: { codec: 'h264', payloadType: 102, channel: 'c' } }, presets),
+  participantAudio: () => participantLaunch({ audio: { codec: 'opus', payloadType: 109, pcmPort: 6100 } }, presets),
+  participantMix: () => participantLaunch({ mix: { codec: 'opus', bitrate: 48000, rtpPort: 6102 } }, presets),
+  participantVideoMix: () =>
+    participantLaunch({ video: { codec: 'vp8', payloadType: 98, channel: 'a b' }, mix: { codec: 'opus', bitrate: 32000, rtpPort: 6104 } }, presets),
+  scaler: () => scalerLaunch({ source: 'mcu-v-a', channel: 'mcu-v-a-314x176', width: 314, height: 176, fps: 30, inputTimeoutNs: 6_000_000_000n }),
+  recorderWebm: () => recorderLaunch({ format: 'webm', audioBitrate: 64000, file: '/r/a b.webm' }, presets),
+  recorderMp4: () => recorderLaunch({ format: 'mp4', audioBitrate: 128000, file: '/r/x.mp4' }, presets),
+};
+
+const GOLDEN: Record<keyof typeof CASES, string> = {
+  compositeVp8: [
+    'compositor name=comp background=black start-time-selection=first sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc name=venc deadline=1 cpu-used=-6 threads=1 end-usage=cbr lag-in-frames=0 undershoot=95 buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 keyframe-max-dist=300 error-resilient=partitions target-bitrate=800000 ! rtpvp8pay name=vpay timestamp-offset=0 ssrc=1234 pt=96 mtu=1200 picture-id-mode=15-bit ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
+  ].join('  '),
+  compositeVp8Recording: [
+    'compositor name=comp background=black start-time-selection=first latency=33333333 sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc name=venc deadline=1 cpu-used=-6 threads=2 end-usage=cbr lag-in-frames=0 undershoot=95 buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 keyframe-max-dist=60 error-resilient=partitions target-bitrate=800000 ! rtpvp8pay name=vpay timestamp-offset=0 ssrc=1234 pt=96 mtu=1200 picture-id-mode=15-bit ! multiudpsink name=vout clients="127.0.0.1:7000" sync=false async=false',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
+  ].join('  '),
+  compositeVp8Empty: [
+    'compositor name=comp background=black start-time-selection=first sink_0::xpos=0 sink_0::ypos=0 sink_0::zorder=1 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc name=venc deadline=1 cpu-used=-6 threads=1 end-usage=cbr lag-in-frames=0 undershoot=95 buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 keyframe-max-dist=300 error-resilient=partitions target-bitrate=800000 ! rtpvp8pay name=vpay timestamp-offset=0 ssrc=1234 pt=96 mtu=1200 picture-id-mode=15-bit ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
+    'filesrc location="/c/wait.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+  ].join('  '),
+  compositeH264: [
+    'compositor name=comp background=black start-time-selection=first sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=1280,height=720,pixel-aspect-ratio=1/1,framerate=25/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=250 bitrate=1500 vbv-buf-capacity=600 ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=1234 pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_0',
+    'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_1',
+  ].join('  '),
+  compositeH264Recording: [
+    'compositor name=comp background=black start-time-selection=first latency=33333333 sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=2 key-int-max=60 bitrate=800 vbv-buf-capacity=600 ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=99 pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
+  ].join('  '),
+  participantAll: [
+    'udpsrc name=vin address=127.0.0.1 port=0 buffer-size=4194304 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96" ! rtpjitterbuffer name=vjb latency=60 do-lost=true drop-on-latency=true ! rtpvp8depay request-keyframe=false wait-for-keyframe=true ! vp8dec threads=1 ! videoconvert ! video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive ! intervideosink name=vsink sync=false channel=mcu-v-x',
+    'udpsrc name=ain address=127.0.0.1 port=0 buffer-size=1048576 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! rtpjitterbuffer name=ajb latency=40 do-lost=true drop-on-latency=true ! rtpopusdepay ! opusdec plc=true use-inband-fec=true ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6000 sync=false async=false',
+    'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay pt=111 mtu=1200 ! udpsink host=127.0.0.1 port=6002 sync=false async=false',
+  ].join('  '),
+  participantH264Video: 'udpsrc name=vin address=127.0.0.1 port=0 buffer-size=4194304 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=102" ! rtpjitterbuffer name=vjb latency=60 do-lost=true drop-on-latency=true ! rtph264depay request-keyframe=false wait-for-keyframe=true ! avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive ! intervideosink name=vsink sync=false channel=c',
+  participantAudio: 'udpsrc name=ain address=127.0.0.1 port=0 buffer-size=1048576 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=109" ! rtpjitterbuffer name=ajb latency=40 do-lost=true drop-on-latency=true ! rtpopusdepay ! opusdec plc=true use-inband-fec=true ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6100 sync=false async=false',
+  participantMix: 'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=48000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay pt=111 mtu=1200 ! udpsink host=127.0.0.1 port=6102 sync=false async=false',
+  participantVideoMix: [
+    'udpsrc name=vin address=127.0.0.1 port=0 buffer-size=4194304 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=98" ! rtpjitterbuffer name=vjb latency=60 do-lost=true drop-on-latency=true ! rtpvp8depay request-keyframe=false wait-for-keyframe=true ! vp8dec threads=1 ! videoconvert ! video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive ! intervideosink name=vsink sync=false channel="a b"',
+    'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay pt=111 mtu=1200 ! udpsink host=127.0.0.1 port=6104 sync=false async=false',
+  ].join('  '),
+  scaler: 'intervideosrc name=scale channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! intervideosink name=out sync=false channel=mcu-v-a-314x176',
+  recorderWebm: [
+    'webmmux name=mux writing-app=webrtc-mcu min-cluster-duration=1000000000 max-cluster-duration=1000000000 ! filesink name=file location="/r/a b.webm" buffer-mode=unbuffered',
+    'appsrc name=vrtpin is-live=false format=time max-bytes=4000000 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96" ! rtpvp8depay request-keyframe=false wait-for-keyframe=true ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 ! mux.',
+    'appsrc name=mixin is-live=false format=time max-bytes=960000 caps="audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved" ! audioconvert ! audioresample ! opusenc bitrate=64000 ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 ! mux.',
+  ].join('  '),
+  recorderMp4: [
+    'mp4mux name=mux fragment-duration=1000 ! filesink name=file location="/r/x.mp4" buffer-mode=unbuffered',
+    'appsrc name=vrtpin is-live=false format=time max-bytes=4000000 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=102" ! rtph264depay request-keyframe=false wait-for-keyframe=true ! h264parse ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 ! mux.',
+    'appsrc name=mixin is-live=false format=time max-bytes=960000 caps="audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved" ! audioconvert ! audioresample ! voaacenc bitrate=128000 ! aacparse ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000 ! mux.',
+  ].join('  '),
+};
+
+describe('launch strings', () => {
+  it.each(Object.keys(CASES))('%s is exactly the golden string', (k) => {
+    expect(CASES[k]()).toBe(GOLDEN[k]);
+  });
+});
+
 describe('compositeLaunch', () => {
   const launch = compositeLaunch(spec(), presets);
 
