@@ -1,33 +1,23 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { L16_CAPS } from '../media/l16.js';
+import { CODECS, el, type AudioCodec, type Codec, type Presets, type VideoCodec } from './codecs.js';
 
 /**
  * Pure pipeline descriptions: plain data in, GStreamer launch strings out.
  * Nothing here touches GStreamer; src/gst/native.ts runs what these functions return.
+ * A pipeline is described as typed elements and caps (codec presets in ./codecs.ts), and one small
+ * renderer below writes them out: every value through q() or word(), so no value can end a
+ * property and start another property, link or element.
  */
 
-export type VideoCodec = 'vp8' | 'h264';
-export type AudioCodec = 'opus';
-
-export interface CodecPreset {
-  encoder: string;
-  payloader: string;
-  depayloader: string;
-  decoder: string;
-  caps: string;
-}
-
-export interface Presets {
-  video: Record<VideoCodec, CodecPreset>;
-  audio: Record<AudioCodec, CodecPreset>;
-}
+export type { AudioCodec, AudioCodecPreset, Codec, EncodeOptions, PayloadOptions, Presets, VideoCodec, VideoCodecPreset } from './codecs.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export function loadPresets(file = path.join(PROJECT_ROOT, 'pipelines', 'presets.json')): Presets {
-  return JSON.parse(fs.readFileSync(file, 'utf8')) as Presets;
+/** The codec table pipelines are built from (typed data in ./codecs.ts; nothing is read from disk). */
+export function loadPresets(): Presets {
+  return CODECS;
 }
 
 /**
@@ -48,9 +38,139 @@ export function word(value: string): string {
   return /^[A-Za-z0-9_-]+$/.test(value) ? value : q(value);
 }
 
-function fill(template: string, vars: Record<string, string | number>): string {
-  return template.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? String(vars[k]) : m));
+/** Caps: a media type and its fields, e.g. `video/x-raw,format=I420,width=640`. */
+export interface Caps {
+  type: string;
+  fields?: Record<string, string | number>;
 }
+
+/** A string value that is always quoted (q()): a file path, a list. */
+export interface Quoted {
+  quoted: string;
+}
+
+/** A value of this code's own written as it is though it is not one plain word (an IP address). */
+export interface Bare {
+  bare: string;
+}
+
+/**
+ * A property's value. A string is written through word() (enum nicks and ids stay as they are when
+ * they are one plain word); caps as a property value are quoted; numbers and booleans as they are.
+ */
+export type Value = string | number | boolean | bigint | Caps | Quoted | Bare;
+
+/** An element's properties, written in this order; an undefined one is left out. */
+export type Props = Record<string, Value | undefined>;
+
+export interface Element {
+  factory: string;
+  name?: string;
+  props?: Props;
+}
+
+/** A link to a named element: to one of its pads (`comp.sink_0`) or to whichever fits (`mux.`). */
+export interface PadRef {
+  element: string;
+  pad?: string;
+}
+
+/** One step of a chain. */
+export type Link = Element | Caps | PadRef;
+
+export const quoted = (value: string): Quoted => ({ quoted: value });
+export const bare = (value: string): Bare => ({ bare: value });
+export const padRef = (element: string, pad?: string): PadRef => ({ element, pad });
+
+const TOKEN = /^[A-Za-z][A-Za-z0-9_:-]*$/;
+const CAPS_TYPE = /^[a-z-]+\/[A-Za-z0-9.+-]+$/;
+const CAPS_VALUE = /^[A-Za-z0-9_./+-]+$/;
+
+function check(ok: boolean, what: string, value: string): void {
+  if (!ok) throw new TypeError(`not a valid ${what} for a launch string: ${JSON.stringify(value)}`);
+}
+
+/** Caps as text: `type,field=value,...`. The fields are this code's own constants and numbers. */
+export function renderCaps(c: Caps): string {
+  check(CAPS_TYPE.test(c.type), 'caps type', c.type);
+  const fields = Object.entries(c.fields ?? {}).map(([k, v]) => {
+    check(TOKEN.test(k), 'caps field', k);
+    check(CAPS_VALUE.test(String(v)), 'caps value', String(v));
+    return `${k}=${v}`;
+  });
+  return [c.type, ...fields].join(',');
+}
+
+/** Parses caps text of the form renderCaps() writes (no quoting, no nested structures). */
+export function parseCaps(text: string): Caps {
+  const [type, ...rest] = text.split(',');
+  const fields = Object.fromEntries(
+    rest.map((f) => {
+      const i = f.indexOf('=');
+      check(i > 0, 'caps field', f);
+      return [f.slice(0, i), f.slice(i + 1)];
+    }),
+  );
+  const c: Caps = rest.length > 0 ? { type, fields } : { type };
+  renderCaps(c);
+  return c;
+}
+
+/** The caps with more fields (or some replaced), in the same order. */
+export const withFields = (c: Caps, fields: Record<string, string | number>): Caps => ({ ...c, fields: { ...c.fields, ...fields } });
+
+function isCaps(v: object): v is Caps {
+  return 'type' in v;
+}
+
+function renderValue(v: Value): string {
+  switch (typeof v) {
+    case 'string':
+      return word(v);
+    case 'number':
+      check(Number.isFinite(v), 'number', String(v));
+      return String(v);
+    case 'bigint':
+    case 'boolean':
+      return String(v);
+  }
+  if ('quoted' in v) return q(v.quoted);
+  if ('bare' in v) {
+    check(/^[A-Za-z0-9_.:/+-]+$/.test(v.bare), 'bare value', v.bare);
+    return v.bare;
+  }
+  return q(renderCaps(v));
+}
+
+/** `factory name=... key=value ...` */
+export function renderElement(e: Element): string {
+  check(/^[A-Za-z][A-Za-z0-9_-]*$/.test(e.factory), 'element factory', e.factory);
+  const props = Object.entries(e.props ?? {})
+    .filter((kv): kv is [string, Value] => kv[1] !== undefined)
+    .map(([k, v]) => {
+      check(TOKEN.test(k), 'property name', k);
+      return `${k}=${renderValue(v)}`;
+    });
+  return [e.factory, ...(e.name !== undefined ? [`name=${word(e.name)}`] : []), ...props].join(' ');
+}
+
+export function render(l: Link): string {
+  if ('factory' in l) return renderElement(l);
+  if (isCaps(l)) return renderCaps(l);
+  check(TOKEN.test(l.element) && (l.pad === undefined || TOKEN.test(l.pad)), 'pad reference', `${l.element}.${l.pad ?? ''}`);
+  return `${l.element}.${l.pad ?? ''}`;
+}
+
+/** `a ! b ! c`: links in order (nested lists are flattened). */
+export function chain(...links: Array<Link | Link[]>): string {
+  return links.flat().map(render).join(' ! ');
+}
+
+/** Separate chains of one pipeline. */
+export const branches = (...chains: string[]): string => chains.join('  ');
+
+/** The RTP caps of a codec's stream with its payload type. */
+export const rtpCaps = (codec: Codec, payloadType: number): Caps => withFields(codec.caps, { payload: payloadType });
 
 /** Names of elements that the runtime finds with findChild. */
 export const EL = {
@@ -85,9 +205,17 @@ export const threadRules = (mediaNice: number) => [
 /** multiudpsink's `clients`: loopback ports as host:port pairs. */
 export const udpClients = (ports: number[]) => ports.map((p) => `127.0.0.1:${p}`).join(',');
 
-const udpSink = (port: number) => `udpsink host=127.0.0.1 port=${port} sync=false async=false`;
+const LOOPBACK = bare('127.0.0.1');
 
-export const RAW_AUDIO_CAPS = 'audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved';
+const udpSink = (port: number) => el('udpsink', { host: LOOPBACK, port, sync: false, async: false });
+
+/** A udpsrc on a free loopback port (read its `port` after play) for RTP of these caps. */
+const udpSrc = (name: string, bufferSize: number, caps: Caps) =>
+  el('udpsrc', { address: LOOPBACK, port: 0, 'buffer-size': bufferSize, caps }, name);
+
+/** The PCM the mixer takes and gives: mono S16LE at 48 kHz. */
+export const RAW_AUDIO: Caps = { type: 'audio/x-raw', fields: { format: 'S16LE', rate: 48000, channels: 1, layout: 'interleaved' } };
+export const RAW_AUDIO_CAPS = renderCaps(RAW_AUDIO);
 
 export interface IngestSpec {
   video?: { codec: VideoCodec; payloadType: number; channel: string };
@@ -107,48 +235,48 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
   if (spec.video) {
     const p = presets.video[spec.video.codec];
     parts.push(
-      [
-        `udpsrc name=${EL.videoIn} address=127.0.0.1 port=0 buffer-size=4194304 caps=${q(`${p.caps},payload=${spec.video.payloadType}`)}`,
-        `rtpjitterbuffer name=${EL.videoJitter} latency=60 do-lost=true drop-on-latency=true`,
-        p.depayloader,
-        p.decoder,
-        'videoconvert',
+      chain(
+        udpSrc(EL.videoIn, 4194304, rtpCaps(p, spec.video.payloadType)),
+        el('rtpjitterbuffer', { latency: 60, 'do-lost': true, 'drop-on-latency': true }, EL.videoJitter),
+        p.depayloader(),
+        p.decoder(),
+        el('videoconvert'),
         // intervideosrc renegotiates to exactly these caps when this producer (re)starts: keep them
         // fixed and explicit, or the tile's videoscale gets an unfixed aspect ratio and draws black.
-        'video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive',
-        `intervideosink name=${EL.videoSink} sync=false channel=${word(spec.video.channel)}`,
-      ].join(' ! '),
+        { type: 'video/x-raw', fields: { format: 'I420', 'pixel-aspect-ratio': '1/1', 'interlace-mode': 'progressive' } },
+        el('intervideosink', { sync: false, channel: spec.video.channel }, EL.videoSink),
+      ),
     );
   }
   if (spec.audio) {
     const p = presets.audio[spec.audio.codec];
     parts.push(
-      [
-        `udpsrc name=${EL.audioIn} address=127.0.0.1 port=0 buffer-size=1048576 caps=${q(`${p.caps},payload=${spec.audio.payloadType}`)}`,
-        `rtpjitterbuffer name=${EL.audioJitter} latency=40 do-lost=true drop-on-latency=true`,
-        p.depayloader,
-        p.decoder,
-        'audioconvert',
-        'audioresample',
-        RAW_AUDIO_CAPS,
+      chain(
+        udpSrc(EL.audioIn, 1048576, rtpCaps(p, spec.audio.payloadType)),
+        el('rtpjitterbuffer', { latency: 40, 'do-lost': true, 'drop-on-latency': true }, EL.audioJitter),
+        p.depayloader(),
+        p.decoder(),
+        el('audioconvert'),
+        el('audioresample'),
+        RAW_AUDIO,
         udpSink(spec.audio.pcmPort),
-      ].join(' ! '),
+      ),
     );
   }
   if (spec.mix) {
     const p = presets.audio[spec.mix.codec];
     parts.push(
-      [
-        `udpsrc name=${EL.mixIn} address=127.0.0.1 port=0 buffer-size=262144 caps=${q(L16_CAPS)}`,
-        'rtpL16depay',
-        'audioconvert',
-        fill(p.encoder, { bitrate: spec.mix.bitrate }).replace(/^opusenc/, `opusenc name=${EL.audioEnc}`),
-        p.payloader,
+      chain(
+        udpSrc(EL.mixIn, 262144, parseCaps(L16_CAPS)),
+        el('rtpL16depay'),
+        el('audioconvert'),
+        p.encoder({ bitrate: spec.mix.bitrate, name: EL.audioEnc }),
+        p.payloader(),
         udpSink(spec.mix.rtpPort),
-      ].join(' ! '),
+      ),
     );
   }
-  return parts.join('  ');
+  return branches(...parts);
 }
 
 export type TileSource = { kind: 'video'; channel: string } | { kind: 'image'; path: string };
@@ -203,49 +331,66 @@ export interface CompositeSpec {
  */
 export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
   const p = presets.video[spec.codec];
-  const raw = (w: number, h: number) =>
-    `video/x-raw,format=I420,width=${w},height=${h},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1`;
+  const raw = (w: number, h: number): Caps => ({
+    type: 'video/x-raw',
+    fields: { format: 'I420', width: w, height: h, 'pixel-aspect-ratio': '1/1', framerate: `${spec.fps}/1` },
+  });
   const tiles: Array<CompositeTile> =
     spec.tiles.length > 0
       ? spec.tiles
       : [{ x: 0, y: 0, width: spec.width, height: spec.height, source: { kind: 'image', path: spec.background } }];
 
-  const pads = tiles.map((t, i) => `sink_${i}::xpos=${t.x} sink_${i}::ypos=${t.y} sink_${i}::zorder=${i + 1}`);
-  const head = [
+  const pads: Props = Object.fromEntries(
+    tiles.flatMap((t, i) => [
+      [`sink_${i}::xpos`, t.x],
+      [`sink_${i}::ypos`, t.y],
+      [`sink_${i}::zorder`, i + 1],
+    ]),
+  );
+  const pay = p.payloader({
+    name: EL.videoPay,
+    // timestamp-offset=0: the RTP timestamp is the picture's running time at 90 kHz, which is how a
+    // recording places each picture on its timeline. (Viewers get rewritten timestamps anyway.)
+    props: { 'timestamp-offset': 0, ssrc: spec.ssrc },
+  });
+  const head = chain(
     // start-time-selection=first: output timestamps continue the inputs' running time. (With the
     // default, "zero", a live compositor's pictures came out stamped up to a frame ahead of when
     // they were composed, by a different amount each run: measured, 0 to 26 ms.)
-    `compositor name=comp background=black start-time-selection=first${spec.steadyTiles ? ` latency=${Math.round(1e9 / spec.fps)}` : ''} ${pads.join(' ')}`,
+    el(
+      'compositor',
+      { background: 'black', 'start-time-selection': 'first', latency: spec.steadyTiles ? Math.round(1e9 / spec.fps) : undefined, ...pads },
+      'comp',
+    ),
     raw(spec.width, spec.height),
-    ...tiles
-      .filter((t) => t.plate)
-      .map((t) => `gdkpixbufoverlay location=${q(t.plate!.path)} offset-x=${t.plate!.x} offset-y=${t.plate!.y}`),
+    tiles.flatMap((t) => (t.plate ? [el('gdkpixbufoverlay', { location: quoted(t.plate.path), 'offset-x': t.plate.x, 'offset-y': t.plate.y })] : [])),
     // A viewer wants the newest picture: drop what the encoder cannot keep up with. A recording
     // (steadyTiles) wants every picture, late or not, each with its own timestamp: it queues up
     // to a second before dropping.
-    `queue name=${EL.encoderQueue} max-size-buffers=${spec.steadyTiles ? spec.fps : 2} max-size-bytes=0 max-size-time=0 leaky=downstream`,
-    fill(p.encoder, {
+    queue(spec.steadyTiles ? spec.fps : 2, EL.encoderQueue),
+    p.encoder({
       bitrate: spec.bitrate,
-      kbps: Math.round(spec.bitrate / 1000),
       gop: Math.round(spec.fps * (spec.gopSeconds ?? 10)),
       threads: spec.threads ?? 1,
-    }).replace(/^(\w+)/, `$1 name=${EL.videoEnc}`),
-    // timestamp-offset=0: the RTP timestamp is the picture's running time at 90 kHz, which is how a
-    // recording places each picture on its timeline. (Viewers get rewritten timestamps anyway.)
-    `${p.payloader.replace(/^(\w+)/, `$1 name=${EL.videoPay} timestamp-offset=0 ssrc=${spec.ssrc}`)}`,
-    `multiudpsink name=${EL.videoOut} clients=${q(udpClients(spec.rtpPorts))} sync=false async=false`,
-  ].join(' ! ');
+      name: EL.videoEnc,
+    }),
+    pay,
+    el('multiudpsink', { clients: quoted(udpClients(spec.rtpPorts)), sync: false, async: false }, EL.videoOut),
+  );
 
-  const branches = tiles.map((t, i) => {
-    const src =
+  const branchesOfTiles = tiles.map((t, i) => {
+    const src: Link[] =
       t.source.kind === 'video'
-        ? `intervideosrc channel=${word(t.source.channel)} timeout=${spec.inputTimeoutNs}` +
-          (spec.steadyTiles ? ' ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream' : '')
-        : `filesrc location=${q(t.source.path)} ! pngdec ! imagefreeze is-live=true ! videoconvert`;
-    return `${src} ! videoscale ! ${raw(t.width, t.height)} ! comp.sink_${i}`;
+        ? [el('intervideosrc', { channel: t.source.channel, timeout: spec.inputTimeoutNs }), ...(spec.steadyTiles ? [queue(1)] : [])]
+        : [el('filesrc', { location: quoted(t.source.path) }), el('pngdec'), el('imagefreeze', { 'is-live': true }), el('videoconvert')];
+    return chain(src, el('videoscale'), raw(t.width, t.height), padRef('comp', `sink_${i}`));
   });
-  return [head, ...branches].join('  ');
+  return branches(head, ...branchesOfTiles);
 }
+
+/** A queue of at most `buffers` pictures (no byte or time limit) that drops the oldest. */
+const queue = (buffers: number, name?: string) =>
+  el('queue', { 'max-size-buffers': buffers, 'max-size-bytes': 0, 'max-size-time': 0, leaky: 'downstream' }, name);
 
 export interface ScalerSpec {
   /** The participant's decoded channel, and the channel the scaled picture goes to. */
@@ -259,12 +404,12 @@ export interface ScalerSpec {
 
 /** One participant's video at one tile size, for every composite that shows it at that size. */
 export function scalerLaunch(spec: ScalerSpec): string {
-  return [
-    `intervideosrc name=scale channel=${word(spec.source)} timeout=${spec.inputTimeoutNs}`,
-    'videoscale',
-    `video/x-raw,format=I420,width=${spec.width},height=${spec.height},pixel-aspect-ratio=1/1,framerate=${spec.fps}/1`,
-    `intervideosink name=out sync=false channel=${word(spec.channel)}`,
-  ].join(' ! ');
+  return chain(
+    el('intervideosrc', { channel: spec.source, timeout: spec.inputTimeoutNs }, 'scale'),
+    el('videoscale'),
+    { type: 'video/x-raw', fields: { format: 'I420', width: spec.width, height: spec.height, 'pixel-aspect-ratio': '1/1', framerate: `${spec.fps}/1` } },
+    el('intervideosink', { sync: false, channel: spec.channel }, 'out'),
+  );
 }
 
 export type RecordingFormat = 'webm' | 'mp4';
@@ -291,27 +436,27 @@ export const recordingCodec = (format: RecordingFormat): VideoCodec => (format =
 export function recorderLaunch(spec: RecorderSpec, presets: Presets): string {
   const codec = recordingCodec(spec.format);
   const p = presets.video[codec];
-  const pt = /\bpt=(\d+)/.exec(p.payloader)?.[1] ?? '96';
-  const video = [
-    `appsrc name=${EL.videoRtpIn} is-live=false format=time max-bytes=4000000 caps=${q(`${p.caps},payload=${pt}`)}`,
+  const muxQueue = el('queue', { 'max-size-buffers': 0, 'max-size-bytes': 0, 'max-size-time': 3000000000 });
+  const video = chain(
+    el('appsrc', { 'is-live': false, format: 'time', 'max-bytes': 4000000, caps: rtpCaps(p, p.payloadType) }, EL.videoRtpIn),
     // A picture with a lost packet is dropped, not written broken: the depayloader waits for the
     // next keyframe (which the recording asks the encoder for).
-    p.depayloader,
-    ...(codec === 'h264' ? ['h264parse'] : []),
-    'queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000',
-    'mux.',
-  ].join(' ! ');
-  const audio = [
-    `appsrc name=${EL.mixIn} is-live=false format=time max-bytes=960000 caps=${q(RAW_AUDIO_CAPS)}`,
-    'audioconvert',
-    'audioresample',
-    spec.format === 'webm' ? `opusenc bitrate=${spec.audioBitrate}` : `voaacenc bitrate=${spec.audioBitrate} ! aacparse`,
-    'queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000',
-    'mux.',
-  ].join(' ! ');
+    p.depayloader(),
+    codec === 'h264' ? [el('h264parse')] : [],
+    muxQueue,
+    padRef('mux'),
+  );
+  const audio = chain(
+    el('appsrc', { 'is-live': false, format: 'time', 'max-bytes': 960000, caps: RAW_AUDIO }, EL.mixIn),
+    el('audioconvert'),
+    el('audioresample'),
+    spec.format === 'webm' ? [el('opusenc', { bitrate: spec.audioBitrate })] : [el('voaacenc', { bitrate: spec.audioBitrate }), el('aacparse')],
+    muxQueue,
+    padRef('mux'),
+  );
   const mux =
     spec.format === 'webm'
-      ? 'webmmux name=mux writing-app=webrtc-mcu min-cluster-duration=1000000000 max-cluster-duration=1000000000'
-      : 'mp4mux name=mux fragment-duration=1000';
-  return `${mux} ! filesink name=file location=${q(spec.file)} buffer-mode=unbuffered  ${video}  ${audio}`;
+      ? el('webmmux', { 'writing-app': 'webrtc-mcu', 'min-cluster-duration': 1000000000, 'max-cluster-duration': 1000000000 }, 'mux')
+      : el('mp4mux', { 'fragment-duration': 1000 }, 'mux');
+  return branches(chain(mux, el('filesink', { location: quoted(spec.file), 'buffer-mode': 'unbuffered' }, 'file')), video, audio);
 }
