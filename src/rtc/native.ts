@@ -16,7 +16,8 @@ import {
 } from 'werift';
 import { UnsupportedMediaError, BadRequestError } from '../core/errors.js';
 import type { VideoCodec } from '../core/pipelines.js';
-import { inspectOffer, stripMdnsCandidates, type Direction } from './sdp.js';
+import { answerDirection, inspectOffer, stripMdnsCandidates } from './sdp.js';
+import type { DtmfEvent, MediaSession } from './session.js';
 
 export interface RtcOptions {
   iceAddresses: string[];
@@ -33,8 +34,12 @@ export interface RtcOptions {
 export type MediaKind = 'audio' | 'video';
 
 export interface TrackInfo {
-  codec: VideoCodec | 'opus';
+  codec: VideoCodec | 'opus' | 'pcmu' | 'pcma' | 'g722';
   payloadType: number;
+  /** The RTP clock, where it is not the codec's usual one (plain legs say it always). */
+  clockRate?: number;
+  /** H.264 over a plain leg: 0 is single NAL units only (RFC 6184). */
+  packetizationMode?: 0 | 1;
   /** We receive this kind from the peer. */
   recv: boolean;
   /** We send this kind to the peer. */
@@ -99,17 +104,15 @@ const OPUS = () =>
     parameters: 'minptime=10;useinbandfec=1',
   });
 
-/**
- * The answer's direction for an offered one, within the peer's grants: a peer that may not publish
- * gets an answer that receives nothing from it, one that may not subscribe an answer that sends it nothing.
- */
-export const answerDirection = (offered: Direction, grants: { canPublish?: boolean; canSubscribe?: boolean } = {}): Direction => {
-  const recv = (offered === 'sendrecv' || offered === 'sendonly') && grants.canPublish !== false;
-  const send = (offered === 'sendrecv' || offered === 'recvonly') && grants.canSubscribe !== false;
-  return recv && send ? 'sendrecv' : recv ? 'recvonly' : send ? 'sendonly' : 'inactive';
-};
+/** G.711 (RFC 3551's static payload types), for WebRTC peers that offer nothing else. */
+const G711 = () => [
+  new RTCRtpCodecParameters({ mimeType: 'audio/PCMU', clockRate: 8000, channels: 1, payloadType: 0 }),
+  new RTCRtpCodecParameters({ mimeType: 'audio/PCMA', clockRate: 8000, channels: 1, payloadType: 8 }),
+];
 
-export class PeerSession {
+export { answerDirection } from './sdp.js';
+
+export class PeerSession implements MediaSession {
   readonly #pc: RTCPeerConnection;
   readonly #transceivers = new Map<MediaKind, RTCRtpTransceiver>();
   readonly tracks: Partial<Record<MediaKind, TrackInfo>> = {};
@@ -144,7 +147,7 @@ export class PeerSession {
       iceUseIpv6: false,
       iceUseIpv4: true,
       pendingRtp: false,
-      codecs: { video: videoCodecs(videoOrder, opts.nack !== false), audio: [OPUS()] },
+      codecs: { video: videoCodecs(videoOrder, opts.nack !== false), audio: [OPUS(), ...G711()] },
       headerExtensions: { audio: [], video: [useTransportWideCC()] },
     });
     const session = new PeerSession(pc);
@@ -187,6 +190,7 @@ export class PeerSession {
       this.tracks[kind] = {
         codec: name,
         payloadType: codec.payloadType,
+        clockRate: codec.clockRate,
         recv: dir === 'sendrecv' || dir === 'recvonly',
         send: dir === 'sendrecv' || dir === 'sendonly',
       };
@@ -271,6 +275,11 @@ export class PeerSession {
   onStateChange(handler: (state: string) => void): () => void {
     this.#stateHandlers.add(handler);
     return () => this.#stateHandlers.delete(handler);
+  }
+
+  /** WebRTC peers here negotiate no telephone-event: nothing to report. */
+  onDtmf(_handler: (e: DtmfEvent) => void): () => void {
+    return () => undefined;
   }
 
   /**

@@ -6,12 +6,22 @@ import { BadRequestError, UnsupportedMediaError } from '../core/errors.js';
  */
 export type Direction = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 
+/**
+ * The answer's direction for an offered one, within the peer's grants: a peer that may not publish
+ * gets an answer that receives nothing from it, one that may not subscribe an answer that sends it nothing.
+ */
+export const answerDirection = (offered: Direction, grants: { canPublish?: boolean; canSubscribe?: boolean } = {}): Direction => {
+  const recv = (offered === 'sendrecv' || offered === 'sendonly') && grants.canPublish !== false;
+  const send = (offered === 'sendrecv' || offered === 'recvonly') && grants.canSubscribe !== false;
+  return recv && send ? 'sendrecv' : recv ? 'recvonly' : send ? 'sendonly' : 'inactive';
+};
+
 export interface OfferedMedia {
   kind: 'audio' | 'video';
   mid?: string;
   direction: Direction;
   /** Codecs we support, in the peer's order of preference. */
-  codecs: Array<'vp8' | 'h264' | 'opus'>;
+  codecs: Array<'vp8' | 'h264' | 'opus' | 'pcmu' | 'pcma'>;
 }
 
 export interface OfferSummary {
@@ -60,8 +70,10 @@ export function inspectOffer(sdp: string): OfferSummary {
     const codecs: OfferedMedia['codecs'] = [];
     for (const pt of fmts.trim().split(/\s+/)) {
       const name = rtpmap.get(pt);
-      const c = name === 'vp8' ? 'vp8' : name === 'opus' ? 'opus' : name === 'h264' && H264_OK(fmtp.get(pt)) ? 'h264' : undefined;
-      if (c && !codecs.includes(c) && (c === 'opus') === (kind === 'audio')) codecs.push(c);
+      const c =
+        name === 'vp8' ? 'vp8' : name === 'opus' || name === 'pcmu' || name === 'pcma' ? name : name === 'h264' && H264_OK(fmtp.get(pt)) ? 'h264' : undefined;
+      const audio = c === 'opus' || c === 'pcmu' || c === 'pcma';
+      if (c && !codecs.includes(c) && audio === (kind === 'audio')) codecs.push(c);
     }
     const dir = sec.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l));
     media.push({
@@ -76,7 +88,7 @@ export function inspectOffer(sdp: string): OfferSummary {
   if (usable.length === 0) {
     const kinds = media.map((m) => m.kind).join(' and ');
     throw new UnsupportedMediaError(
-      `no common codec for ${kinds}: this server speaks VP8, H.264 (constrained baseline, packetization-mode=1) and Opus`,
+      `no common codec for ${kinds}: this server speaks VP8, H.264 (constrained baseline, packetization-mode=1), Opus, PCMU and PCMA`,
     );
   }
   return { media };
