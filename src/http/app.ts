@@ -10,6 +10,7 @@ import { BadRequestError, McuError, NotFoundError, UnsupportedMediaError } from 
 import { createLogger } from '../core/log.js';
 import { PROJECT_ROOT } from '../core/pipelines.js';
 import { MAX_SDP_BYTES } from '../rtc/sdp.js';
+import { isPlainRtpOffer, type PlainAudioCodec } from '../rtc/plainSdp.js';
 import { checkRoomId, type Mcu } from '../room/Mcu.js';
 import { parseLayout } from '../core/layouts.js';
 import { parseLimits } from '../core/profiles.js';
@@ -118,6 +119,8 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     }
     const screenshare = req.query.screenshare === 'true' || req.query.screenshare === '1';
     const p = req.principal!;
+    // A plain RTP leg (RTP/AVP: no ICE, no DTLS) is unencrypted and unauthenticated: an admin's call.
+    if (isPlainRtpOffer(req.body) && !may.admin(p)) throw new ForbiddenError();
     // A token that names the participant decides its name; ?name= is for tokens that do not.
     const name = p.kind === 'token' && p.name ? p.name : req.query.name;
     const { participant, answer } = await mcu.join(roomId, name, req.body, {
@@ -212,6 +215,18 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
     mcu.layouts.delete(String(req.params.layout));
     mcu.layoutChanged(String(req.params.layout));
     res.status(204).end();
+  });
+
+  // An SDP-less plain RTP leg, for media gateways that do not negotiate (Asterisk's externalMedia).
+  app.post('/v1/rooms/:room/rtp-legs', need.admin, jsonBody, async (req, res) => {
+    const roomId = checkRoomId(String(req.params.room), limits.roomIdLength);
+    const body = validateBody<{ name?: string; codec: PlainAudioCodec; payloadType?: number; remote?: { host: string; port: number } }>('RtpLegRequest', req.body);
+    const { participant, host, port } = await mcu.addRtpLeg(roomId, body.name, { codec: body.codec, payloadType: body.payloadType, remote: body.remote });
+    const t = participant.tracks.audio!;
+    res
+      .status(201)
+      .location(`/v1/rooms/${encodeURIComponent(roomId)}/participants/${participant.id}`)
+      .json({ id: participant.id, host, port, codec: t.codec, payloadType: t.payloadType });
   });
 
   app.post('/v1/rooms', need.any, jsonBody, async (req, res) => {

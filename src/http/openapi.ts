@@ -108,6 +108,33 @@ const schemas = {
       ttlSeconds: { type: 'integer', minimum: 1, maximum: 2592000, default: 21600 },
     },
   },
+  RtpLegRequest: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['codec'],
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 64 },
+      codec: { enum: ['pcmu', 'pcma', 'g722', 'opus'], description: 'The one codec of the leg, both ways' },
+      payloadType: { type: 'integer', minimum: 0, maximum: 127, description: 'Default: 0 (PCMU), 8 (PCMA), 9 (G.722), 111 (Opus)' },
+      remote: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['host', 'port'],
+        properties: { host: { type: 'string', pattern: '^(25[0-5]|2[0-4]\\d|1?\\d?\\d)(\\.(25[0-5]|2[0-4]\\d|1?\\d?\\d)){3}$', description: 'IPv4' }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
+        description: 'Where to send RTP; without it, to wherever the leg’s first packet comes from',
+      },
+    },
+  },
+  RtpLeg: {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      host: { type: 'string', description: 'Send the leg’s RTP here' },
+      port: { type: 'integer' },
+      codec: { type: 'string' },
+      payloadType: { type: 'integer' },
+    },
+  },
   Token: {
     type: 'object',
     properties: { token: { type: 'string', description: 'A JWT (HS256) to send as Authorization: Bearer' }, expiresAt: { type: 'string' } },
@@ -220,6 +247,14 @@ export const openApiDocument = {
   paths: {
     '/v1/tokens': {
       post: { summary: 'Make a join token (admin)', requestBody: body('TokenRequest'), responses: { 201: json('Token'), 400: err('Bad body'), 401: err('No valid credential'), 403: err('Not an admin') } },
+    },
+    '/v1/rooms/{room}/rtp-legs': {
+      post: {
+        summary: 'An SDP-less plain RTP leg (admin), for media gateways that do not negotiate (Asterisk externalMedia): one audio codec, symmetric RTP. Leave with DELETE /v1/rooms/{room}/participants/{id}',
+        parameters: [room],
+        requestBody: body('RtpLegRequest'),
+        responses: { 201: json('RtpLeg'), 400: err('Bad body'), 401: err('No valid credential'), 403: err('Not an admin') },
+      },
     },
     '/v1/nodes': {
       get: { summary: 'The cluster’s nodes as Redis has them (MCU_REDIS_URL only): URL, ICE addresses, load, capacity, rooms, draining', responses: { 200: { description: 'OK' }, 404: err('Not a cluster') } },

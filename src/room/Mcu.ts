@@ -15,6 +15,7 @@ import path from 'node:path';
 import { Participant } from './Participant.js';
 import { Recording, type RecordingOptions } from './Recording.js';
 import { Room } from './Room.js';
+import type { PlainLegSpec } from '../rtc/plain.js';
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const MAX_NAME = 64;
@@ -98,6 +99,7 @@ export class Mcu {
     const room = (id: string) => this.#peerRooms.get(id);
     w.channel.on('peer.state', ({ id, state }) => room(id)?.peerState(id, state));
     w.channel.on('peer.switched', ({ id, key }) => room(id)?.peerSwitched(id, key));
+    w.channel.on('peer.dtmf', ({ id, digit, durationMs }) => room(id)?.dtmf(id, digit, durationMs));
     w.channel.on('view.keyframe', ({ key }) => {
       for (const r of this.rooms.values()) r.views.get(key)?.requestKeyframe();
     });
@@ -200,18 +202,33 @@ export class Mcu {
    * participant's later requests can be matched to it; `canPublish`/`canSubscribe` come from its grants.
    */
   async join(roomId: string, rawName: unknown, offer: string, opts: JoinOptions = {}) {
+    const { room, participant, answer } = await this.#admit(roomId, rawName, { offer }, opts);
+    return { room, participant, answer: answer.answer };
+  }
+
+  /**
+   * An SDP-less plain RTP leg (Asterisk's externalMedia): one audio codec, RTP to `remote` or to
+   * wherever its first packet comes from. Returns where the gateway sends its RTP.
+   */
+  async addRtpLeg(roomId: string, rawName: unknown, leg: PlainLegSpec) {
+    const { participant, answer } = await this.#admit(roomId, rawName, { leg }, {});
+    return { participant, host: answer.plain!.host, port: answer.plain!.rtpPort! };
+  }
+
+  async #admit(roomId: string, rawName: unknown, how: { offer?: string; leg?: PlainLegSpec }, opts: JoinOptions) {
     checkRoomId(roomId, this.config.limits.roomIdLength);
     const name = checkName(rawName, `Guest ${this.#guests + 1}`, this.config.limits.nameLength);
+    const offer = how.offer ?? '';
     // Priced by what it brings: an offer without video costs the mix, not a decoder and a composite.
-    const release = this.#reserveSeat(roomId, { video: /^m=video /m.test(offer) });
+    const release = this.#reserveSeat(roomId, { video: /^m=video [1-9]/m.test(offer) });
     this.#guests++;
     const worker = this.#pickRtcWorker();
     const id = Participant.newId();
     worker.load++;
     try {
-      const { answer, tracks, audioOutPort } = await worker.channel.request('peer.open', {
+      const answer = await worker.channel.request('peer.open', {
         id,
-        offer,
+        ...how,
         rtc: {
           iceAddresses: this.config.iceAddresses,
           portRange: this.config.rtcPorts,
@@ -221,13 +238,18 @@ export class Mcu {
         },
         label: { room: roomId, participant: id.slice(0, 8), name },
       });
+      const { tracks, audioOutPort } = answer;
       const room = this.rooms.get(roomId) ?? this.#openRoom(roomId);
       this.#peerRooms.set(id, room);
       try {
         // The offer limits what it receives too: b=TIAS/b=AS, and the level of the H.264 it decodes.
         const videoSection = offer.split(/^(?=m=)/m).find((sec) => sec.startsWith('m=video')) ?? '';
         const fromOffer = offerLimits(videoSection, this.config.width / this.config.height, tracks.video?.codec);
-        const participant = await room.join(name, { id, worker, tracks, audioOutPort }, { screenshare: opts.screenshare, limits: { asked: opts.limits ?? {}, offer: fromOffer } });
+        const participant = await room.join(
+          name,
+          { id, worker, tracks, audioOutPort, transport: answer.plain ? 'rtp' : 'webrtc' },
+          { screenshare: opts.screenshare, limits: { asked: opts.limits ?? {}, offer: fromOffer } },
+        );
         if (opts.owner) this.#owners.set(id, opts.owner);
         return { room, participant, answer };
       } catch (err) {

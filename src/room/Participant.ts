@@ -30,6 +30,8 @@ export interface PeerHandle {
   tracks: Partial<Record<MediaKind, TrackInfo>>;
   /** Where the peer's RTC worker takes its encoded mix. */
   audioOutPort?: number;
+  /** WebRTC (werift), or a plain RTP leg (SIP gateways, room systems). */
+  transport?: 'webrtc' | 'rtp';
 }
 
 /** Inter-pipeline channel that carries a participant's decoded video to every composite. */
@@ -299,6 +301,7 @@ export class Participant {
       joinedAt: this.joinedAt.toISOString(),
       connected: this.connected,
       worker: this.peer.worker.index,
+      transport: this.peer.transport ?? 'webrtc',
       media: {
         audio: this.tracks.audio ?? null,
         video: this.tracks.video ?? null,

@@ -125,6 +125,18 @@ export class Room {
     if (old && old !== key) this.#unfollow(p.id, old);
   }
 
+  /** The latest events of the room (DTMF digits), newest last, for GET /v1/rooms/{room}. */
+  readonly events: Array<{ type: 'dtmf'; participant: string; name: string; digit: string; durationMs: number; at: string }> = [];
+
+  /** A participant sent a DTMF digit (RFC 4733): logged, and kept among the room's events. */
+  dtmf(id: string, digit: string, durationMs: number): void {
+    const p = this.participants.get(id);
+    if (!p) return;
+    this.#log.info(`DTMF ${digit}`, { participant: id, name: p.name, durationMs });
+    this.events.push({ type: 'dtmf', participant: id, name: p.name, digit, durationMs, at: new Date().toISOString() });
+    if (this.events.length > 100) this.events.splice(0, this.events.length - 100);
+  }
+
   /** Audio levels from the mixer, for the active speaker. */
   levels(levels: Map<string, number>): void {
     if (this.#speaker.update(levels, performance.now())) {
@@ -394,6 +406,7 @@ export class Room {
       selfView: this.selfView,
       pin: this.pin ?? null,
       activeSpeaker: this.activeSpeaker ?? null,
+      events: this.events.slice(-50),
       encoders: this.views.size,
       scalers: this.#scalers.size,
       recordings: [...this.recordings.values()].filter((r) => r.active).map((r) => r.id),

@@ -7,7 +7,8 @@ import type { Logger } from '../core/log.js';
 import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { parseRtp, RtpRewriter } from '../media/rtp.js';
 import type { ViewSource } from '../media/viewFeeds.js';
-import type { PeerSession } from '../rtc/native.js';
+import type { MediaSession } from '../rtc/session.js';
+import type { DtmfEvent } from '../rtc/session.js';
 import { VideoOut } from '../media/VideoOut.js';
 import type { PeerStats } from './protocol.js';
 
@@ -16,12 +17,14 @@ export interface RtcPeerDeps {
   /** The peer's picture now comes from `key`. */
   switched: (key: string, ms: number) => void;
   state: (state: string) => void;
+  /** The peer sent a DTMF digit (RFC 4733). */
+  dtmf?: (e: DtmfEvent) => void;
 }
 
 export class RtcPeer {
   readonly videoOut?: VideoOut;
   #audioOut?: LocalUdp;
-  readonly #audioRewriter = new RtpRewriter(48000);
+  readonly #audioRewriter: RtpRewriter;
   #videoInPort?: number;
   #audioInPort?: number;
   #closed = false;
@@ -42,10 +45,11 @@ export class RtcPeer {
 
   constructor(
     readonly id: string,
-    readonly session: PeerSession,
+    readonly session: MediaSession,
     private readonly deps: RtcPeerDeps,
   ) {
     const t = session.tracks;
+    this.#audioRewriter = new RtpRewriter(t.audio?.clockRate ?? (t.audio?.codec === 'opus' || !t.audio ? 48000 : 8000));
     if (t.video?.send) {
       this.videoOut = new VideoOut(
         (pkt) => session.sendRtp('video', pkt),
@@ -61,6 +65,10 @@ export class RtcPeer {
         if (this.#audioInPort) sendToPipeline(this.#audioInPort, p);
       }),
       session.onKeyframeRequest(() => this.videoOut?.requestKeyframe()),
+      session.onDtmf((e) => {
+        deps.log.info(`DTMF ${e.digit} (${e.durationMs} ms)`);
+        deps.dtmf?.(e);
+      }),
       session.onStateChange((s) => {
         if (s === 'connected') {
           deps.log.info('connected');

@@ -4,6 +4,7 @@
  */
 import type { VideoCodec } from '../core/pipelines.js';
 import type { LinkReport, RtcOptions, TrackInfo, MediaKind } from '../rtc/native.js';
+import type { PlainLegSpec } from '../rtc/plain.js';
 
 export interface PeerStats {
   connected: boolean;
@@ -32,8 +33,15 @@ export interface PeerStats {
 
 export type RtcRequests = {
   init: [{ logLevel: string; nice: number }, { feedPort: number }];
-  /** Answers a WHIP offer; opens the socket the peer's encoded mix comes back on. */
-  'peer.open': [{ id: string; offer: string; rtc: RtcOptions; label: Record<string, string> }, { answer: string; tracks: Partial<Record<MediaKind, TrackInfo>>; audioOutPort?: number }];
+  /**
+   * Answers a WHIP offer (WebRTC, or plain RTP/AVP for SIP gateways and room systems), or opens an
+   * SDP-less plain leg (`leg`); opens the socket the peer's encoded mix comes back on. A plain leg's
+   * answer names its RTP port (`rtpPort`) and the address it is announced on (`host`).
+   */
+  'peer.open': [
+    { id: string; offer?: string; leg?: PlainLegSpec; rtc: RtcOptions; label: Record<string, string> },
+    { answer: string; tracks: Partial<Record<MediaKind, TrackInfo>>; audioOutPort?: number; plain?: { host: string; rtpPort?: number } },
+  ];
   /** Where the peer's RTP goes: its ingest pipeline's sockets. */
   'peer.targets': [{ id: string; videoInPort?: number; audioInPort?: number }, void];
   /** The peer's video follows this composite (switching on its first keyframe). */
@@ -59,6 +67,8 @@ export type TestRequests = {
 
 export type RtcEvents = {
   'peer.state': { id: string; state: string };
+  /** The peer sent a DTMF digit (RFC 4733 telephone-event). */
+  'peer.dtmf': { id: string; digit: string; durationMs: number };
   /** A viewer (PLI/FIR) or a switch needs a keyframe from this composite. */
   'view.keyframe': { key: string };
   /** The peer's picture is now this composite's. */

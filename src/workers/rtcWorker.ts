@@ -7,7 +7,12 @@ import { parentPort } from 'node:worker_threads';
 import { NotFoundError } from '../core/errors.js';
 import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
 import { ViewFeeds } from '../media/viewFeeds.js';
-import { PeerSession } from '../rtc/native.js';
+import os from 'node:os';
+import { PeerSession, type RtcOptions } from '../rtc/native.js';
+import { PlainRtpSession, type PlainOptions } from '../rtc/plain.js';
+import { isPlainRtpOffer } from '../rtc/plainSdp.js';
+import type { MediaSession } from '../rtc/session.js';
+import { BadRequestError } from '../core/errors.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
@@ -27,6 +32,22 @@ const peer = (id: string) => {
   return p;
 };
 
+/**
+ * Plain RTP legs are announced on the node's first ICE address (MCU_ICE_ADDRESSES) and take their
+ * ports from the same range; the sockets bind to that address when it is this machine's (else to
+ * every address: the announced one is a NAT's).
+ */
+function plainOptions(rtc: RtcOptions): PlainOptions {
+  const address = rtc.iceAddresses[0] ?? firstAddress();
+  const local = Object.values(os.networkInterfaces()).some((list) => list?.some((i) => i.address === address));
+  return { address, bindAddress: local ? address : '0.0.0.0', portRange: rtc.portRange, canPublish: rtc.canPublish, canSubscribe: rtc.canSubscribe };
+}
+
+function firstAddress(): string {
+  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) if (i.family === 'IPv4' && !i.internal) return i.address;
+  return '127.0.0.1';
+}
+
 channel.serve({
   async init({ logLevel, nice }) {
     setLogLevel(logLevel as LogLevel);
@@ -34,17 +55,29 @@ channel.serve({
     await PeerSession.warmUp().catch(() => undefined);
     return { feedPort: await feeds.open() };
   },
-  async 'peer.open'({ id, offer, rtc, label }) {
-    const session = await PeerSession.answer(offer, rtc);
+  async 'peer.open'({ id, offer, leg, rtc, label }) {
+    let session: MediaSession;
+    let plain: { host: string; rtpPort?: number } | undefined;
+    if (leg || (offer !== undefined && isPlainRtpOffer(offer))) {
+      const opts = plainOptions(rtc);
+      const s = leg ? await PlainRtpSession.open(leg, opts) : await PlainRtpSession.answer(offer!, opts);
+      session = s;
+      plain = { host: opts.address, rtpPort: s.port('audio') ?? s.port('video') };
+    } else if (offer !== undefined) {
+      session = await PeerSession.answer(offer, rtc);
+    } else {
+      throw new BadRequestError('an offer or a leg is needed');
+    }
     const p = new RtcPeer(id, session, {
       log: log.child(label),
       switched: (key, ms) => channel.notify('peer.switched', { id, key, ms }),
       state: (state) => channel.notify('peer.state', { id, state }),
+      dtmf: (e) => channel.notify('peer.dtmf', { id, ...e }),
     });
     peers.set(id, p);
     try {
       const audioOutPort = await p.openAudioOut();
-      return { answer: session.answerSdp, tracks: session.tracks, audioOutPort };
+      return { answer: session.answerSdp, tracks: session.tracks, audioOutPort, plain };
     } catch (err) {
       peers.delete(id);
       await p.close();
