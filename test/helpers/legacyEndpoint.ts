@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import sharp from 'sharp';
 
 /**
@@ -82,6 +83,7 @@ const PCM_RATE = 16000;
 // Child processes: every gst-launch is killed on stop, and on exit of the test process.
 
 const children = new Set<ChildProcess>();
+const HAVE_SETPRIV = fs.existsSync('/usr/bin/setpriv');
 let exitHook = false;
 function track(p: ChildProcess) {
   children.add(p);
@@ -281,7 +283,10 @@ class Leg {
     this.#log = '';
     this.#exitError = undefined;
     const args = this.#pipeline();
-    const p = spawn('gst-launch-1.0', args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    // setpriv --pdeathsig: gone with the test process even when that is SIGKILLed (no exit hook then).
+    const p = HAVE_SETPRIV
+      ? spawn('setpriv', ['--pdeathsig', 'KILL', 'gst-launch-1.0', ...args], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+      : spawn('gst-launch-1.0', args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     this.#proc = p;
     track(p);
     const keep = (d: Buffer) => {
@@ -658,7 +663,7 @@ export interface Phone {
   answer(sdp: string): void;
   /** Where to send RTP (RTCP to rtcpPort, default port+1). */
   connect(host: string, port: number, rtcpPort?: number): void;
-  /** dBFS at each frequency in the last ~1 s of audio received and decoded (silence where none came). */
+  /** dBFS at each frequency in the last ~1 s of audio received and decoded (silence where none came); throws if gst-launch died. */
   levels(freqs: number[]): number[];
   readonly received: ReceivedStats;
   readonly sent: SentStats;
@@ -691,7 +696,10 @@ export async function startPhone(o: PhoneOptions): Promise<Phone> {
       leg.connect(a.target);
     },
     connect: (h, port, rtcpPort) => leg.connect({ host: h, port, rtcpPort }),
-    levels: (freqs) => goertzelLevels(pcm.recent(1000), PCM_RATE, freqs),
+    levels(freqs) {
+      leg.check();
+      return goertzelLevels(pcm.recent(1000), PCM_RATE, freqs);
+    },
     received: leg.received,
     sent: leg.sent,
     sendDtmf: (digit, ms = 200) => sendDtmf(leg, digit, ms),
@@ -759,7 +767,7 @@ export interface RoomSystem {
 
 /** Splits a byte stream of PNG images (signature, chunks, IEND) into whole images. */
 class PngSplitter {
-  #buf = Buffer.alloc(0);
+  #buf: Buffer = Buffer.alloc(0);
   constructor(private readonly onImage: (png: Buffer) => void) {}
   push(d: Buffer) {
     this.#buf = this.#buf.length ? Buffer.concat([this.#buf, d]) : d;
@@ -883,6 +891,7 @@ export async function startRoomSystem(o: RoomSystemOptions): Promise<RoomSystem>
       if (t.audio && audio) audio.connect(t.audio);
     },
     sample(x, y) {
+      video.check();
       const f = frame;
       if (!f) return null;
       const sum = [0, 0, 0];
@@ -898,7 +907,10 @@ export async function startRoomSystem(o: RoomSystemOptions): Promise<RoomSystem>
     frameSize: () => (frame ? { width: frame.width, height: frame.height } : null),
     frames,
     nalTypes: video.received.nalTypes,
-    levels: (freqs) => goertzelLevels(pcm.recent(1000), PCM_RATE, freqs),
+    levels(freqs) {
+      audio?.check();
+      return goertzelLevels(pcm.recent(1000), PCM_RATE, freqs);
+    },
     sendPli: () => video.sendKeyframeRequest('pli'),
     sendFir: () => video.sendKeyframeRequest('fir'),
     sendDtmf: (digit, ms = 200) => {

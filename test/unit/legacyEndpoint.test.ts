@@ -95,7 +95,7 @@ describe('legacy endpoints (gst-launch)', () => {
 
   it('a pm=1 room system does use STAP-A and FU-A (so the pm=0 check above can fail)', async () => {
     const sink = dgram.createSocket('udp4');
-    open.push({ stop: async () => sink.close() });
+    open.push({ stop: async () => void sink.close() });
     await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
     const types = new Set<number>();
     sink.on('message', (m) => {
@@ -110,7 +110,7 @@ describe('legacy endpoints (gst-launch)', () => {
 
   it('sendDtmf: RFC 4733 event packets with PT 101, the E bit on the last three, one sequence space with the audio', async () => {
     const sink = dgram.createSocket('udp4');
-    open.push({ stop: async () => sink.close() });
+    open.push({ stop: async () => void sink.close() });
     await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
     const got: Buffer[] = [];
     sink.on('message', (m) => {
