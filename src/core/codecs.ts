@@ -7,7 +7,8 @@ import type { Caps, Element, Link, Props } from './pipelines.js';
  */
 
 export type VideoCodec = 'vp8' | 'h264';
-export type AudioCodec = 'opus';
+/** Opus for WebRTC; G.711 (PCMU, PCMA) and G.722 for legacy endpoints such as SIP phones. */
+export type AudioCodec = 'opus' | 'pcmu' | 'pcma' | 'g722';
 
 export interface EncodeOptions {
   /** Bits per second. */
@@ -33,7 +34,10 @@ export interface Codec {
   caps: Caps;
   /** The payload type the payloader stamps unless told another. */
   payloadType: number;
-  /** What encodes it. A video encoder takes I420, an audio encoder mono 48 kHz raw audio. */
+  /**
+   * What encodes it: a video encoder takes I420, an audio encoder the mixer's mono 48 kHz raw audio
+   * (an encoder at another rate resamples first).
+   */
   encoder(o: EncodeOptions): Link[];
   payloader(o?: PayloadOptions): Element;
   depayloader(): Element;
@@ -94,10 +98,32 @@ export const vp8: VideoCodecPreset = {
   decoder: () => el('vp8dec', { threads: 1 }),
 };
 
+/** The largest RTP packet the video payloaders make, header included. */
+export const RTP_MTU = 1200;
+
+/**
+ * x264's limit on a slice in bytes (its estimate of the NAL unit, header included): under RTP_MTU
+ * less the 12-byte RTP header, with room to spare (measured: the largest packet was 1104 bytes).
+ */
+export const SLICE_MAX_BYTES = 1100;
+
 /**
  * H.264: x264 at its fastest preset with no frames held back (tune=zerolatency), constrained
- * baseline; x264enc takes its bitrate in kbit/s. SPS and PPS go before every IDR
- * (config-interval=-1), so a receiver can start at any keyframe.
+ * baseline; x264enc takes its bitrate in kbit/s.
+ *
+ * Every RTP packet carries exactly one whole NAL unit (RFC 6184 single NAL unit mode), so that
+ * endpoints that take only packetization-mode=0 (H.264 room systems) can decode it, and
+ * packetization-mode=1 receivers (browsers) take it as well: x264 cuts each picture into slices of
+ * at most SLICE_MAX_BYTES, which fits the payloader's MTU with room for the RTP header, so the
+ * payloader never fragments (FU-A); and nothing is aggregated (aggregate-mode=none, where
+ * zero-latency put SPS and PPS together in a STAP-A).
+ *
+ * SPS and PPS go before every IDR, so a receiver can start at any keyframe: x264 writes them
+ * itself in a byte-stream (as AUD, SPS, PPS, then the IDR slices), keyframes asked for included.
+ * The payloader adds none (config-interval=0): with -1 it put another SPS and PPS before every
+ * IDR *slice* (measured on 1.22: 35 pairs in a 1280x720 keyframe), between the slices of one
+ * picture, where they start a new access unit.
+ * test/gst/h264SingleNal.test.ts checks the packets of real composites.
  */
 export const h264: VideoCodecPreset = {
   caps: rtpCaps('video', 90000, 'H264'),
@@ -112,12 +138,13 @@ export const h264: VideoCodecPreset = {
         'key-int-max': gop,
         bitrate: Math.round(bitrate / 1000),
         'vbv-buf-capacity': 600,
+        'option-string': `slice-max-size=${SLICE_MAX_BYTES}`,
       },
       name,
     ),
     { type: 'video/x-h264', fields: { profile: 'constrained-baseline', 'stream-format': 'byte-stream' } },
   ],
-  payloader: payloader('rtph264pay', 102, { mtu: 1200, 'config-interval': -1, 'aggregate-mode': 'zero-latency' }),
+  payloader: payloader('rtph264pay', 102, { mtu: RTP_MTU, 'config-interval': 0, 'aggregate-mode': 'none' }),
   depayloader: () => el('rtph264depay', { 'request-keyframe': false, 'wait-for-keyframe': true }),
   decoder: () => el('avdec_h264', { 'max-threads': 1 }),
 };
@@ -138,7 +165,46 @@ export const opus: AudioCodecPreset = {
   decoder: () => el('opusdec', { plc: true, 'use-inband-fec': true }),
 };
 
+/** 20 ms of audio in every packet (the payloaders would otherwise follow the sizes of the buffers they get). */
+const PTIME_20MS = { 'min-ptime': 20_000_000, 'max-ptime': 20_000_000 };
+
+/** The mixer's 48 kHz resampled to a codec's rate, mono. */
+const resampleTo = (rate: number): Link[] => [el('audioresample'), { type: 'audio/x-raw', fields: { rate, channels: 1 } }];
+
+/** G.711 µ-law (RFC 3551 PCMU, static payload type 0): 8 kHz, 64 kbit/s whatever `bitrate` says. */
+export const pcmu: AudioCodecPreset = {
+  caps: rtpCaps('audio', 8000, 'PCMU'),
+  payloadType: 0,
+  encoder: ({ name }) => [...resampleTo(8000), el('mulawenc', undefined, name)],
+  payloader: payloader('rtppcmupay', 0, PTIME_20MS),
+  depayloader: () => el('rtppcmudepay'),
+  decoder: () => el('mulawdec'),
+};
+
+/** G.711 A-law (RFC 3551 PCMA, static payload type 8): 8 kHz, 64 kbit/s. */
+export const pcma: AudioCodecPreset = {
+  caps: rtpCaps('audio', 8000, 'PCMA'),
+  payloadType: 8,
+  encoder: ({ name }) => [...resampleTo(8000), el('alawenc', undefined, name)],
+  payloader: payloader('rtppcmapay', 8, PTIME_20MS),
+  depayloader: () => el('rtppcmadepay'),
+  decoder: () => el('alawdec'),
+};
+
+/**
+ * G.722 (static payload type 9): 16 kHz audio at 64 kbit/s, but its RTP clock runs at 8 kHz
+ * (RFC 3551 4.5.2, kept for compatibility with RFC 1890): a 20 ms packet advances the timestamp by 160.
+ */
+export const g722: AudioCodecPreset = {
+  caps: rtpCaps('audio', 8000, 'G722'),
+  payloadType: 9,
+  encoder: ({ name }) => [...resampleTo(16000), el('avenc_g722', undefined, name)],
+  payloader: payloader('rtpg722pay', 9, PTIME_20MS),
+  depayloader: () => el('rtpg722depay'),
+  decoder: () => el('avdec_g722'),
+};
+
 export const CODECS: Presets = {
   video: { vp8, h264 },
-  audio: { opus },
+  audio: { opus, pcmu, pcma, g722 },
 };

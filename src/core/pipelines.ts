@@ -221,8 +221,10 @@ export interface IngestSpec {
   video?: { codec: VideoCodec; payloadType: number; channel: string };
   audio?: { codec: AudioCodec; payloadType: number; pcmPort: number };
   /** Mix-minus audio to encode and send back to this participant: it comes from the mixer as
-   * RTP L16 on the `mixin` udpsrc (read its port after play), and goes to `rtpPort` as Opus. */
-  mix?: { codec: AudioCodec; bitrate: number; rtpPort: number };
+   * RTP L16 on the `mixin` udpsrc (read its port after play), and goes to `rtpPort` in `codec`,
+   * with `payloadType` (default: the codec's own, e.g. 111 for Opus, 0 PCMU, 8 PCMA, 9 G.722).
+   * `bitrate` is the Opus bitrate; G.711 and G.722 have a fixed one (64 kbit/s). */
+  mix?: { codec: AudioCodec; bitrate: number; rtpPort: number; payloadType?: number };
 }
 
 /**
@@ -271,7 +273,7 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
         el('rtpL16depay'),
         el('audioconvert'),
         p.encoder({ bitrate: spec.mix.bitrate, name: EL.audioEnc }),
-        p.payloader(),
+        p.payloader({ pt: spec.mix.payloadType }),
         udpSink(spec.mix.rtpPort),
       ),
     );

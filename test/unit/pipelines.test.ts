@@ -44,6 +44,24 @@ const CASES: Record<string, () => string> = {
   participantMix: () => participantLaunch({ mix: { codec: 'opus', bitrate: 48000, rtpPort: 6102 } }, presets),
   participantVideoMix: () =>
     participantLaunch({ video: { codec: 'vp8', payloadType: 98, channel: 'a b' }, mix: { codec: 'opus', bitrate: 32000, rtpPort: 6104 } }, presets),
+  // Legacy endpoints (SIP phones, room systems): G.711 and G.722 in and out, static and dynamic
+  // payload types. G.722's RTP clock is 8 kHz though its audio is 16 kHz (RFC 3551).
+  participantPcmu: () =>
+    participantLaunch({ audio: { codec: 'pcmu', payloadType: 0, pcmPort: 6200 }, mix: { codec: 'pcmu', bitrate: 64000, rtpPort: 6202 } }, presets),
+  participantPcma: () =>
+    participantLaunch({ audio: { codec: 'pcma', payloadType: 8, pcmPort: 6300 }, mix: { codec: 'pcma', bitrate: 64000, rtpPort: 6302 } }, presets),
+  participantG722: () =>
+    participantLaunch({ audio: { codec: 'g722', payloadType: 9, pcmPort: 6400 }, mix: { codec: 'g722', bitrate: 64000, rtpPort: 6402 } }, presets),
+  participantH264G722Dynamic: () =>
+    participantLaunch(
+      {
+        video: { codec: 'h264', payloadType: 97, channel: 'mcu-v-room' },
+        audio: { codec: 'g722', payloadType: 101, pcmPort: 6500 },
+        mix: { codec: 'g722', bitrate: 64000, rtpPort: 6502, payloadType: 101 },
+      },
+      presets,
+    ),
+  participantOpusMixPt: () => participantLaunch({ mix: { codec: 'opus', bitrate: 32000, rtpPort: 6602, payloadType: 109 } }, presets),
   scaler: () => scalerLaunch({ source: 'mcu-v-a', channel: 'mcu-v-a-314x176', width: 314, height: 176, fps: 30, inputTimeoutNs: 6_000_000_000n }),
   recorderWebm: () => recorderLaunch({ format: 'webm', audioBitrate: 64000, file: '/r/a b.webm' }, presets),
   recorderMp4: () => recorderLaunch({ format: 'mp4', audioBitrate: 128000, file: '/r/x.mp4' }, presets),
@@ -65,12 +83,12 @@ const GOLDEN: Record<keyof typeof CASES, string> = {
     'filesrc location="/c/wait.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
   ].join('  '),
   compositeH264: [
-    'compositor name=comp background=black start-time-selection=first sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=1280,height=720,pixel-aspect-ratio=1/1,framerate=25/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=250 bitrate=1500 vbv-buf-capacity=600 ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=1234 pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
+    'compositor name=comp background=black start-time-selection=first sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=1280,height=720,pixel-aspect-ratio=1/1,framerate=25/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=250 bitrate=1500 vbv-buf-capacity=600 option-string="slice-max-size=1100" ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=1234 pt=102 mtu=1200 config-interval=0 aggregate-mode=none ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
     'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_0',
     'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_1',
   ].join('  '),
   compositeH264Recording: [
-    'compositor name=comp background=black start-time-selection=first latency=33333333 sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=2 key-int-max=60 bitrate=800 vbv-buf-capacity=600 ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=99 pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
+    'compositor name=comp background=black start-time-selection=first latency=33333333 sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=2 key-int-max=60 bitrate=800 vbv-buf-capacity=600 option-string="slice-max-size=1100" ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=99 pt=102 mtu=1200 config-interval=0 aggregate-mode=none ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
     'intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
     'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
   ].join('  '),
@@ -86,6 +104,24 @@ const GOLDEN: Record<keyof typeof CASES, string> = {
     'udpsrc name=vin address=127.0.0.1 port=0 buffer-size=4194304 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=98" ! rtpjitterbuffer name=vjb latency=60 do-lost=true drop-on-latency=true ! rtpvp8depay request-keyframe=false wait-for-keyframe=true ! vp8dec threads=1 ! videoconvert ! video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive ! intervideosink name=vsink sync=false channel="a b"',
     'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay pt=111 mtu=1200 ! udpsink host=127.0.0.1 port=6104 sync=false async=false',
   ].join('  '),
+  participantPcmu: [
+    'udpsrc name=ain address=127.0.0.1 port=0 buffer-size=1048576 caps="application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0" ! rtpjitterbuffer name=ajb latency=40 do-lost=true drop-on-latency=true ! rtppcmudepay ! mulawdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6200 sync=false async=false',
+    'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 ! mulawenc name=aenc ! rtppcmupay pt=0 min-ptime=20000000 max-ptime=20000000 ! udpsink host=127.0.0.1 port=6202 sync=false async=false',
+  ].join('  '),
+  participantPcma: [
+    'udpsrc name=ain address=127.0.0.1 port=0 buffer-size=1048576 caps="application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMA,payload=8" ! rtpjitterbuffer name=ajb latency=40 do-lost=true drop-on-latency=true ! rtppcmadepay ! alawdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6300 sync=false async=false',
+    'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 ! alawenc name=aenc ! rtppcmapay pt=8 min-ptime=20000000 max-ptime=20000000 ! udpsink host=127.0.0.1 port=6302 sync=false async=false',
+  ].join('  '),
+  participantG722: [
+    'udpsrc name=ain address=127.0.0.1 port=0 buffer-size=1048576 caps="application/x-rtp,media=audio,clock-rate=8000,encoding-name=G722,payload=9" ! rtpjitterbuffer name=ajb latency=40 do-lost=true drop-on-latency=true ! rtpg722depay ! avdec_g722 ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6400 sync=false async=false',
+    'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_g722 name=aenc ! rtpg722pay pt=9 min-ptime=20000000 max-ptime=20000000 ! udpsink host=127.0.0.1 port=6402 sync=false async=false',
+  ].join('  '),
+  participantH264G722Dynamic: [
+    'udpsrc name=vin address=127.0.0.1 port=0 buffer-size=4194304 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=97" ! rtpjitterbuffer name=vjb latency=60 do-lost=true drop-on-latency=true ! rtph264depay request-keyframe=false wait-for-keyframe=true ! avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=I420,pixel-aspect-ratio=1/1,interlace-mode=progressive ! intervideosink name=vsink sync=false channel=mcu-v-room',
+    'udpsrc name=ain address=127.0.0.1 port=0 buffer-size=1048576 caps="application/x-rtp,media=audio,clock-rate=8000,encoding-name=G722,payload=101" ! rtpjitterbuffer name=ajb latency=40 do-lost=true drop-on-latency=true ! rtpg722depay ! avdec_g722 ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved ! udpsink host=127.0.0.1 port=6500 sync=false async=false',
+    'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_g722 name=aenc ! rtpg722pay pt=101 min-ptime=20000000 max-ptime=20000000 ! udpsink host=127.0.0.1 port=6502 sync=false async=false',
+  ].join('  '),
+  participantOpusMixPt: 'udpsrc name=mixin address=127.0.0.1 port=0 buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay pt=109 mtu=1200 ! udpsink host=127.0.0.1 port=6602 sync=false async=false',
   scaler: 'intervideosrc name=scale channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! intervideosink name=out sync=false channel=mcu-v-a-314x176',
   recorderWebm: [
     'webmmux name=mux writing-app=webrtc-mcu min-cluster-duration=1000000000 max-cluster-duration=1000000000 ! filesink name=file location="/r/a b.webm" buffer-mode=unbuffered',
@@ -166,6 +202,15 @@ describe('compositeLaunch', () => {
     expect(h).toContain('bitrate=800');
     expect(h).toContain('profile=constrained-baseline');
     expect(h).toContain('rtph264pay name=vpay');
+  });
+
+  it('sends H.264 one whole NAL unit per packet, for packetization-mode=0 receivers', () => {
+    const h = compositeLaunch(spec({ codec: 'h264' }), presets);
+    // Slices small enough for one packet, none aggregated: no FU-A, no STAP-A.
+    expect(h).toContain('option-string="slice-max-size=1100"');
+    // SPS and PPS come from x264 before each IDR; the payloader would add a pair before every slice.
+    expect(h).toContain('mtu=1200 config-interval=0 aggregate-mode=none');
+    expect(h).not.toContain('zero-latency');
   });
 });
 
