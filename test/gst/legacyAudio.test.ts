@@ -1,0 +1,111 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { EL, loadPresets, participantLaunch, type AudioCodec } from '../../src/core/pipelines.js';
+import { GstPipeline } from '../../src/gst/native.js';
+import { L16Packetizer } from '../../src/media/l16.js';
+import { LocalUdp, sendToPipeline } from '../../src/media/localUdp.js';
+import { pcmFrom, sleep, toneDb } from '../helpers/media.js';
+
+/**
+ * G.711 and G.722 for legacy endpoints, through real GStreamer: a tone goes into a participant
+ * pipeline's mix-out branch as RTP L16 (as the mixer sends it), comes out as the codec's RTP, goes
+ * back into the same pipeline's ingest branch, and comes out as the PCM the mixer takes. The tone's
+ * frequency and level survive, and the RTP is what a SIP phone expects: the static payload type,
+ * 20 ms in every packet, the timestamp advancing 160 a packet (8 kHz clock, G.722's too).
+ */
+
+const presets = loadPresets();
+const closers: Array<{ close(): unknown }> = [];
+afterAll(async () => {
+  await Promise.all(closers.map((c) => c.close()));
+});
+
+const LEVEL_DB = 20 * Math.log10(0.25); // audiotestsrc volume=0.25: -12 dBFS
+
+/** The tone as the mixer worker sends a mix: 20 ms of mono S16 at 48 kHz per RTP L16 packet. */
+async function l16Tone(freq: number, port: number) {
+  const l16 = new L16Packetizer();
+  let samples = 0n;
+  const pcm = await LocalUdp.open((b) => {
+    sendToPipeline(port, l16.packet(b, (samples * 1_000_000_000n) / 48000n));
+    samples += BigInt(b.length / 2);
+  });
+  const src = new GstPipeline(
+    `audiotestsrc is-live=true wave=sine freq=${freq} volume=0.25 samplesperbuffer=960 ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! ` +
+      `udpsink host=127.0.0.1 port=${pcm.port} sync=false async=false`,
+  );
+  src.play();
+  return [src, pcm];
+}
+
+/** Signal to noise and distortion in dB: the tone's power against everything else's. */
+function sinadDb(samples: Int16Array, freq: number): number {
+  let sum = 0;
+  for (const s of samples) sum += (s / 32768) ** 2;
+  const total = sum / samples.length;
+  const tone = 10 ** (toneDb(samples, freq) / 10) / 2; // a sine of amplitude A has power A²/2
+  return 10 * Math.log10(tone / Math.max(total - tone, 1e-12));
+}
+
+interface RtpSeen {
+  pt: number;
+  seq: number;
+  ts: number;
+  payload: number;
+}
+
+describe.each([
+  // Measured SINAD (GStreamer 1.22): PCMU 39 dB, PCMA 39 dB, G.722 47 dB at 1 kHz and 23 dB at 5 kHz
+  // (its upper band has 2 bits a sample).
+  { codec: 'pcmu', pt: 0, freq: 1000, minSinad: 30 },
+  { codec: 'pcma', pt: 8, freq: 700, minSinad: 30 },
+  // 5 kHz: above what 8 kHz G.711 carries, so this shows the 16 kHz audio is kept.
+  { codec: 'g722', pt: 9, freq: 5000, minSinad: 15 },
+  { codec: 'g722', pt: 9, freq: 1000, minSinad: 30 },
+] as Array<{ codec: AudioCodec; pt: number; freq: number; minSinad: number }>)('$codec at $freq Hz, out and back in through real GStreamer', ({ codec, pt, freq, minSinad }) => {
+  it('keeps the tone, and sends the static payload type with 20 ms (160 timestamp units) per packet', async () => {
+    const rtp: RtpSeen[] = [];
+    const decoded: Buffer[] = [];
+    let ingestPort = 0;
+    // The codec's RTP is taken apart here, then sent on to the pipeline's own ingest.
+    const tap = await LocalUdp.open((b) => {
+      rtp.push({ pt: b[1] & 0x7f, seq: b.readUInt16BE(2), ts: b.readUInt32BE(4), payload: b.length - 12 });
+      if (ingestPort) sendToPipeline(ingestPort, b);
+    });
+    const pcmOut = await LocalUdp.open((b) => decoded.push(b));
+    closers.push(tap, pcmOut);
+    const pipeline = new GstPipeline(
+      participantLaunch({ audio: { codec, payloadType: pt, pcmPort: pcmOut.port }, mix: { codec, bitrate: 64000, rtpPort: tap.port } }, presets),
+    );
+    pipeline.play();
+    closers.push(pipeline);
+    ingestPort = Number(pipeline.get(EL.audioIn, 'port'));
+    closers.push(...(await l16Tone(freq, Number(pipeline.get(EL.mixIn, 'port')))));
+
+    await sleep(2500);
+    await pipeline.close();
+
+    const samples = pcmFrom(decoded);
+    expect(samples.length, `decoded ${samples.length} samples`).toBeGreaterThan(48000);
+    const last = samples.subarray(samples.length - 24000); // the last 0.5 s
+    const level = toneDb(last, freq);
+    const sinad = sinadDb(last, freq);
+    const deltas = rtp.slice(1).map((p, i) => ({ seq: (p.seq - rtp[i].seq) & 0xffff, ts: (p.ts - rtp[i].ts) >>> 0 }));
+    console.log(
+      `${codec} ${freq} Hz: ${rtp.length} packets (payload ${[...new Set(rtp.map((p) => p.payload))]} bytes, pt ${[...new Set(rtp.map((p) => p.pt))]}, ` +
+        `timestamp steps ${[...new Set(deltas.map((d) => d.ts))]}); decoded ${(samples.length / 48000).toFixed(2)} s, ` +
+        `tone ${level.toFixed(2)} dBFS (sent ${LEVEL_DB.toFixed(2)}), SINAD ${sinad.toFixed(1)} dB`,
+    );
+
+    // The tone survives: its level to within 1.5 dB, and it is most of what comes out.
+    expect(level).toBeGreaterThan(LEVEL_DB - 1.5);
+    expect(level).toBeLessThan(LEVEL_DB + 1.5);
+    expect(sinad).toBeGreaterThan(minSinad);
+
+    // What a legacy endpoint expects on the wire.
+    expect(rtp.length).toBeGreaterThan(50);
+    expect(new Set(rtp.map((p) => p.pt))).toEqual(new Set([pt]));
+    expect(new Set(rtp.map((p) => p.payload))).toEqual(new Set([160])); // 20 ms: 160 samples of G.711, 160 bytes of G.722
+    expect(deltas.every((d) => d.seq === 1)).toBe(true);
+    expect(new Set(deltas.map((d) => d.ts))).toEqual(new Set([160]));
+  });
+});
