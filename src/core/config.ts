@@ -32,6 +32,9 @@ export interface McuConfig {
   speakerHoldMs: number;
   /** MCU_PEER_TIMEOUT_MS: a peer silent (no RTP or RTCP) this long is removed. Default 5000. */
   peerTimeoutMs: number;
+  /** MCU_RTP_TIMEOUT_MS: a plain RTP leg silent (no RTP or RTCP) this long is removed. Default 30000:
+   * phones with voice activity detection send nothing in silence but RTCP every few seconds. */
+  rtpTimeoutMs: number;
   /** MCU_RTC_WORKERS: threads that carry the peers' WebRTC sessions. Default 0: one per core. */
   rtcWorkers: number;
   /** MCU_MEDIA_NICE: the nice value of the threads that carry packets (RTC and mixer workers),
@@ -168,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     stallMs: int('MCU_STALL_MS', env.MCU_STALL_MS, 2000, 200, 60_000),
     speakerHoldMs: int('MCU_SPEAKER_HOLD_MS', env.MCU_SPEAKER_HOLD_MS, 1500, 0, 60_000),
     peerTimeoutMs: int('MCU_PEER_TIMEOUT_MS', env.MCU_PEER_TIMEOUT_MS, 5000, 1000, 120_000),
+    rtpTimeoutMs: int('MCU_RTP_TIMEOUT_MS', env.MCU_RTP_TIMEOUT_MS, 30_000, 1000, 3_600_000),
     rtcWorkers: int('MCU_RTC_WORKERS', env.MCU_RTC_WORKERS, 0, 0, 64),
     mediaNice: int('MCU_MEDIA_NICE', env.MCU_MEDIA_NICE, -10, -20, 0),
     tileScalers: env.MCU_TILE_SCALERS === '1',

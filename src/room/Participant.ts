@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Logger } from '../core/log.js';
 import { tighten, type OutputLimits, type OutputProfile } from '../core/profiles.js';
 import { DEFAULT_RUNG_POLICY, ladder, RungController, type Rung } from '../core/rungs.js';
-import { EL, participantLaunch, type IngestSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { EL, participantLaunch, type AudioCodec, type IngestSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
 import type { MediaKind, TrackInfo } from '../rtc/native.js';
@@ -112,6 +112,10 @@ export class Participant {
   get isPublisher(): boolean {
     return this.role !== 'viewer';
   }
+  /** Opus for WebRTC peers; G.711 or G.722 for phones (and WebRTC peers that offer only G.711). */
+  get audioCodec(): AudioCodec {
+    return (this.tracks.audio?.codec as AudioCodec | undefined) ?? 'opus';
+  }
   get videoCodec(): VideoCodec {
     return (this.tracks.video?.codec as VideoCodec | undefined) ?? 'vp8';
   }
@@ -176,8 +180,11 @@ export class Participant {
     const pcmPort = t.audio?.recv ? (await this.deps.mixer.channel.request('input.add', { room: this.roomId, id: this.id })).port : undefined;
     return {
       video: t.video?.recv ? { codec: t.video.codec as VideoCodec, payloadType: t.video.payloadType, channel: videoChannel(this.id) } : undefined,
-      audio: pcmPort !== undefined ? { codec: 'opus', payloadType: t.audio!.payloadType, pcmPort } : undefined,
-      mix: t.audio?.send && this.peer.audioOutPort ? { codec: 'opus', bitrate: this.deps.audioBitrate, rtpPort: this.peer.audioOutPort } : undefined,
+      audio: pcmPort !== undefined ? { codec: this.audioCodec, payloadType: t.audio!.payloadType, pcmPort } : undefined,
+      mix:
+        t.audio?.send && this.peer.audioOutPort
+          ? { codec: this.audioCodec, bitrate: this.deps.audioBitrate, rtpPort: this.peer.audioOutPort, payloadType: t.audio.payloadType }
+          : undefined,
     };
   }
 

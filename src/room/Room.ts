@@ -386,9 +386,9 @@ export class Room {
   }
 
   #maintain(): void {
-    const timeout = this.deps.config.peerTimeoutMs;
     for (const p of this.participants.values()) {
       p.maintain();
+      const timeout = p.peer.transport === 'rtp' ? this.deps.config.rtpTimeoutMs : this.deps.config.peerTimeoutMs;
       // A peer whose connection died (no RTP or RTCP for a while), or that never connected, is removed.
       const silentMs = p.silentMs;
       if ((p.connected && silentMs > timeout) || (!p.connected && silentMs > timeout * 2)) {

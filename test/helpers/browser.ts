@@ -44,6 +44,8 @@ export interface JoinOptions {
   /** Tone the peer sends, in Hz. */
   freq: number;
   codec?: 'vp8' | 'h264';
+  /** Offer only this audio codec (default: the browser's list, Opus first). */
+  audioCodec?: 'pcmu' | 'pcma';
   direction?: RTCRtpTransceiverDirection;
   video?: boolean;
   /** Draw the received video in a <video> element (default). Without it the page only times the
@@ -140,7 +142,11 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
     }
     const pc = new RTCPeerConnection(pcConfig);
     const dir = o.direction ?? 'sendrecv';
-    pc.addTransceiver(audioTrack ?? 'audio', { direction: audioTrack ? dir : 'recvonly' });
+    const at = pc.addTransceiver(audioTrack ?? 'audio', { direction: audioTrack ? dir : 'recvonly' });
+    if (o.audioCodec) {
+      const caps = RTCRtpReceiver.getCapabilities('audio')!.codecs;
+      at.setCodecPreferences(caps.filter((c) => c.mimeType.toLowerCase() === `audio/${o.audioCodec}`));
+    }
     const vt = pc.addTransceiver(videoTrack ?? 'video', { direction: videoTrack ? dir : 'recvonly' });
     if (o.codec === 'h264') {
       const caps = RTCRtpReceiver.getCapabilities('video')!.codecs;
