@@ -1,5 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { compositeLaunch, loadPresets, participantLaunch, q, recorderLaunch, scalerLaunch, threadRules, type CompositeSpec } from '../../src/core/pipelines.js';
+import {
+  chain,
+  compositeLaunch,
+  loadPresets,
+  padRef,
+  parseCaps,
+  participantLaunch,
+  q,
+  quoted,
+  recorderLaunch,
+  renderCaps,
+  renderElement,
+  scalerLaunch,
+  threadRules,
+  type CompositeSpec,
+} from '../../src/core/pipelines.js';
 
 const presets = loadPresets();
 
@@ -290,5 +305,38 @@ describe('threadRules', () => {
 describe('q', () => {
   it('quotes paths with spaces and quotes', () => {
     expect(q('/a b/"c".png')).toBe('"/a b/\\"c\\".png"');
+  });
+});
+
+describe('the launch-string renderer', () => {
+  it('writes an element as factory, name, then its properties in order, leaving out undefined ones', () => {
+    expect(renderElement({ factory: 'queue', name: 'q1', props: { 'max-size-buffers': 2, leaky: 'downstream', latency: undefined, 'is-live': true, timeout: 5n } })).toBe(
+      'queue name=q1 max-size-buffers=2 leaky=downstream is-live=true timeout=5',
+    );
+  });
+
+  it('quotes every string that is not one plain word, paths always, and caps given as a property', () => {
+    expect(renderElement({ factory: 'intervideosink', props: { channel: 'a b" ! fakesink name="x' } })).toBe('intervideosink channel="a b\\" ! fakesink name=\\"x"');
+    expect(renderElement({ factory: 'filesrc', props: { location: quoted('plain') } })).toBe('filesrc location="plain"');
+    expect(renderElement({ factory: 'udpsrc', props: { caps: { type: 'application/x-rtp', fields: { media: 'audio', payload: 0 } } } })).toBe(
+      'udpsrc caps="application/x-rtp,media=audio,payload=0"',
+    );
+  });
+
+  it('links elements, caps and pad references with !', () => {
+    expect(chain({ factory: 'videotestsrc' }, [{ type: 'video/x-raw', fields: { width: 2 } }], padRef('comp', 'sink_0'))).toBe('videotestsrc ! video/x-raw,width=2 ! comp.sink_0');
+    expect(chain({ factory: 'opusenc' }, padRef('mux'))).toBe('opusenc ! mux.');
+  });
+
+  it('refuses what would change the shape of the launch string', () => {
+    expect(() => renderElement({ factory: 'queue ! fakesink' })).toThrow(TypeError);
+    expect(() => renderElement({ factory: 'queue', props: { 'a b': 1 } })).toThrow(TypeError);
+    expect(() => renderElement({ factory: 'queue', props: { n: Number.NaN } })).toThrow(TypeError);
+    expect(() => renderCaps({ type: 'video/x-raw', fields: { format: 'I420,width=1' } })).toThrow(TypeError);
+  });
+
+  it('reads back the caps it writes', () => {
+    const text = 'application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96';
+    expect(renderCaps(parseCaps(text))).toBe(text);
   });
 });
