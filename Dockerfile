@@ -22,7 +22,6 @@ COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin
 COPY layouts ./layouts
-COPY pipelines ./pipelines
 COPY public ./public
 RUN node node_modules/typescript/bin/tsc -p . && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
