@@ -47,11 +47,16 @@ export function isVp8KeyframeStart(payload: Buffer): boolean {
   return i < payload.length && (payload[i] & 0x01) === 0;
 }
 
-/** True when this packet carries an SPS or the start of an IDR slice (RFC 6184). */
+/**
+ * True when this packet starts a keyframe (RFC 6184): an SPS, or the first slice of an IDR picture
+ * (first_mb_in_slice 0, whose Exp-Golomb code is the single bit "1"). A keyframe cut into slices for
+ * single NAL unit mode has many IDR slices; a switch must not start at a later one.
+ */
 export function isH264KeyframeStart(payload: Buffer): boolean {
   if (payload.length < 1) return false;
   const type = payload[0] & 0x1f;
-  if (type === 5 || type === 7) return true;
+  if (type === 7) return true;
+  if (type === 5) return payload.length > 1 && (payload[1] & 0x80) !== 0;
   if (type === 24) {
     // STAP-A: walk the aggregated NAL units.
     let i = 1;
@@ -65,7 +70,8 @@ export function isH264KeyframeStart(payload: Buffer): boolean {
   }
   if (type === 28 && payload.length > 1) {
     const fu = payload[1];
-    return (fu & 0x80) !== 0 && ((fu & 0x1f) === 5 || (fu & 0x1f) === 7);
+    if ((fu & 0x80) === 0) return false;
+    return (fu & 0x1f) === 7 || ((fu & 0x1f) === 5 && payload.length > 2 && (payload[2] & 0x80) !== 0);
   }
   return false;
 }

@@ -58,11 +58,14 @@ describe('keyframe detection', () => {
   });
 
   it('finds H.264 IDR and SPS in single NAL, STAP-A and FU-A packets', () => {
-    expect(isH264KeyframeStart(Buffer.from([0x65]))).toBe(true); // IDR
+    expect(isH264KeyframeStart(Buffer.from([0x65, 0x88]))).toBe(true); // IDR, first slice (first_mb_in_slice 0)
+    expect(isH264KeyframeStart(Buffer.from([0x65, 0x08]))).toBe(false); // a later slice of the same IDR picture
+    expect(isH264KeyframeStart(Buffer.from([0x65]))).toBe(false);
     expect(isH264KeyframeStart(Buffer.from([0x67]))).toBe(true); // SPS
     expect(isH264KeyframeStart(Buffer.from([0x41]))).toBe(false); // non-IDR slice
     expect(isH264KeyframeStart(Buffer.from([0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce]))).toBe(true); // STAP-A: SPS, PPS
-    expect(isH264KeyframeStart(Buffer.from([0x7c, 0x85]))).toBe(true); // FU-A start of IDR
+    expect(isH264KeyframeStart(Buffer.from([0x7c, 0x85, 0x88]))).toBe(true); // FU-A start of an IDR picture's first slice
+    expect(isH264KeyframeStart(Buffer.from([0x7c, 0x85, 0x08]))).toBe(false); // FU-A start of a later slice
     expect(isH264KeyframeStart(Buffer.from([0x7c, 0x05]))).toBe(false); // FU-A middle
   });
 
