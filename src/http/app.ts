@@ -220,8 +220,12 @@ export function createApp(mcu: Mcu, creds: Credentials, cluster?: Registry): exp
   // An SDP-less plain RTP leg, for media gateways that do not negotiate (Asterisk's externalMedia).
   app.post('/v1/rooms/:room/rtp-legs', need.admin, jsonBody, async (req, res) => {
     const roomId = checkRoomId(String(req.params.room), limits.roomIdLength);
-    const body = validateBody<{ name?: string; codec: PlainAudioCodec; payloadType?: number; remote?: { host: string; port: number } }>('RtpLegRequest', req.body);
-    const { participant, host, port } = await mcu.addRtpLeg(roomId, body.name, { codec: body.codec, payloadType: body.payloadType, remote: body.remote });
+    const body = validateBody<{ name?: string; codec: PlainAudioCodec; payloadType?: number; dtmfPayloadType?: number; remote?: { host: string; port: number } }>(
+      'RtpLegRequest',
+      req.body,
+    );
+    const { name, ...leg } = body;
+    const { participant, host, port } = await mcu.addRtpLeg(roomId, name, leg);
     const t = participant.tracks.audio!;
     res
       .status(201)

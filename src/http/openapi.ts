@@ -116,6 +116,7 @@ const schemas = {
       name: { type: 'string', minLength: 1, maxLength: 64 },
       codec: { enum: ['pcmu', 'pcma', 'g722', 'opus'], description: 'The one codec of the leg, both ways' },
       payloadType: { type: 'integer', minimum: 0, maximum: 127, description: 'Default: 0 (PCMU), 8 (PCMA), 9 (G.722), 111 (Opus)' },
+      dtmfPayloadType: { type: 'integer', minimum: 96, maximum: 127, default: 101, description: 'RFC 4733 telephone-event (DTMF) received on this payload type' },
       remote: {
         type: 'object',
         additionalProperties: false,

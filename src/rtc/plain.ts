@@ -26,6 +26,8 @@ export interface PlainOptions {
 export interface PlainLegSpec {
   codec: PlainAudioCodec;
   payloadType?: number;
+  /** RFC 4733 telephone-event's payload type (default 101, the common choice), at the codec's clock. */
+  dtmfPayloadType?: number;
   remote?: { host: string; port: number };
 }
 
@@ -124,6 +126,7 @@ export class PlainRtpSession implements MediaSession {
           rtcpMux: false,
           direction: 'sendrecv',
           choice: { codec: spec.codec, payloadType: pt, clockRate: clock, channels: spec.codec === 'opus' ? 2 : undefined },
+          dtmfPayloadType: (spec.dtmfPayloadType ?? 101) === pt ? undefined : (spec.dtmfPayloadType ?? 101),
           fir: false,
           pli: false,
         },
