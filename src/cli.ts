@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Credentials, ROLES, type Role } from './auth/credentials.js';
 import { loadSecrets } from './auth/secrets.js';
@@ -88,4 +89,83 @@ export async function drainCommand(argv: string[]): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
+}
+
+const SIP_BRIDGE_USAGE = `usage: webrtc-mcu sip-bridge --listen HOST:PORT --mcu BASE_URL [--key API_KEY] [--room ROOM]
+                           [--public-address HOST] [--poll-ms MS] [--no-tcp]
+
+A SIP gateway into rooms: each INVITE to sip:ROOM@HOST:PORT (or to anything, with --room) becomes a
+plain RTP leg of the MCU at BASE_URL, its SDP offer POSTed with the admin key (--key, else
+MCU_API_KEY, else the secrets file MCU_SECRETS_FILE) and the MCU's answer sent back in the 200 OK.
+BYE, CANCEL and re-INVITE are handled; a leg the MCU removes gets a BYE (looked at every --poll-ms,
+default 5000). No late offer: an INVITE must carry SDP. SIGINT/SIGTERM hang up every call.`;
+
+/** `webrtc-mcu sip-bridge`: runs the SIP gateway (src/sip/bridge.ts) until SIGINT or SIGTERM. */
+export async function sipBridgeCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: 'string' },
+        mcu: { type: 'string' },
+        key: { type: 'string' },
+        room: { type: 'string' },
+        'public-address': { type: 'string' },
+        'poll-ms': { type: 'string' },
+        'no-tcp': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${SIP_BRIDGE_USAGE}\n`);
+    return 2;
+  }
+  if (values.help || !values.listen || !values.mcu) {
+    process.stderr.write(`${SIP_BRIDGE_USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(values.listen);
+  if (!m) {
+    process.stderr.write(`--listen must be HOST:PORT, not ${values.listen}\n`);
+    return 2;
+  }
+  const config = loadConfig();
+  // The key the MCU checks: given, from the environment, or from the secrets file the MCU generated
+  // on this machine (never generated here: a new key would be one the MCU does not know).
+  let apiKey = values.key ?? config.auth.apiKey;
+  if (!apiKey) {
+    try {
+      apiKey = (JSON.parse(fs.readFileSync(config.auth.secretsFile, 'utf8')) as { apiKey?: string }).apiKey;
+    } catch {
+      /* no file */
+    }
+  }
+  if (!apiKey) {
+    process.stderr.write(`sip-bridge: no API key: give --key, or MCU_API_KEY, or run it where the MCU's ${config.auth.secretsFile} is\n`);
+    return 2;
+  }
+  const { startSipBridge } = await import('./sip/bridge.js');
+  let bridge;
+  try {
+    bridge = await startSipBridge({
+      host: m[1].replace(/^\[|\]$/g, ''),
+      port: Number(m[2]),
+      mcu: values.mcu,
+      apiKey,
+      room: values.room,
+      publicAddress: values['public-address'],
+      pollMs: values['poll-ms'] ? Number(values['poll-ms']) : undefined,
+      tcp: !values['no-tcp'],
+    });
+  } catch (err) {
+    process.stderr.write(`sip-bridge: ${(err as Error).message}\n`);
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await bridge.close();
+  return 0;
 }
