@@ -152,6 +152,20 @@ describe('phones', () => {
   });
 });
 
+describe('refusals', () => {
+  it('answers what it cannot take with a 4xx that says why', async () => {
+    const g729 = ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=audio 4000 RTP/AVP 18', 'a=rtpmap:18 G729/8000', ''].join('\r\n');
+    const res = await offerTo('refusals', 'G729', g729);
+    expect(res.status).toBe(415);
+    expect((await res.json()).error.message).toMatch(/PCMU, PCMA, G\.722/);
+    const noAddress = g729.replace('c=IN IP4 127.0.0.1\r\n', '').replace('18', '0');
+    expect((await offerTo('refusals', 'NoC', noAddress)).status).toBe(400);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/refusals/rtp-legs', { codec: 'g729' })).status).toBe(400);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/refusals/rtp-legs', { codec: 'pcmu', remote: { host: 'example.com', port: 5004 } })).status).toBe(400);
+    expect((await apiCall(server.url, 'POST', '/v1/rooms/refusals/rtp-legs', { codec: 'pcmu' }, null)).status).toBe(401);
+  });
+});
+
 describe('a room system', () => {
   it('an H.264 packetization-mode=0 endpoint at level 1.2 gets the composite within 352x288 as single NAL units, with every colour in place, is a tile itself, and FIR gets it a keyframe', { timeout: 120_000 }, async () => {
     const ROOM = 'room-system';
