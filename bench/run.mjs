@@ -326,7 +326,7 @@ async function latency(server) {
     let onVideo;
     let onAudio;
     const videoIn = new GstPipeline(
-      'udpsrc name=src address=127.0.0.1 port=0 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96" ! rtpjitterbuffer latency=0 ! rtpvp8depay ! vp8dec ! videoconvert ! videoscale ! video/x-raw,width=160,height=90 ! videoanalyse ! fakesink sync=false',
+      'udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96" ! rtpjitterbuffer latency=0 ! rtpvp8depay ! vp8dec ! videoconvert ! videoscale ! video/x-raw,width=160,height=90 ! videoanalyse ! fakesink sync=false',
     );
     let bright = false;
     videoIn.play((e) => {
@@ -344,7 +344,7 @@ async function latency(server) {
       loud = rms > 0.05;
     });
     const audioIn = new GstPipeline(
-      `udpsrc name=src address=127.0.0.1 port=0 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! rtpjitterbuffer latency=0 ! rtpopusdepay ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${pcm.port} sync=false`,
+      `udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! rtpjitterbuffer latency=0 ! rtpopusdepay ! opusdec ! audioconvert ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${pcm.port} sync=false`,
     );
     audioIn.play();
     const vPort = Number(videoIn.get('src', 'port'));

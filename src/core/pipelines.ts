@@ -209,9 +209,15 @@ const LOOPBACK = bare('127.0.0.1');
 
 const udpSink = (port: number) => el('udpsink', { host: LOOPBACK, port, sync: false, async: false });
 
-/** A udpsrc on a free loopback port (read its `port` after play) for RTP of these caps. */
+/**
+ * A udpsrc on a free loopback port (read its `port` after play) for RTP of these caps. reuse=false:
+ * with SO_REUSEADDR (udpsrc's default) Linux's port-0 bind may hand out a port that another
+ * reusing socket already holds (measured: 155 of 3000 such binds landed on a taken port), and the
+ * later socket then takes the earlier one's packets: two participants' pipelines could swap or lose
+ * each other's media. Without it the kernel only gives a port that nobody holds.
+ */
 const udpSrc = (name: string, bufferSize: number, caps: Caps) =>
-  el('udpsrc', { address: LOOPBACK, port: 0, 'buffer-size': bufferSize, caps }, name);
+  el('udpsrc', { address: LOOPBACK, port: 0, reuse: false, 'buffer-size': bufferSize, caps }, name);
 
 /** The PCM the mixer takes and gives: mono S16LE at 48 kHz. */
 export const RAW_AUDIO: Caps = { type: 'audio/x-raw', fields: { format: 'S16LE', rate: 48000, channels: 1, layout: 'interleaved' } };

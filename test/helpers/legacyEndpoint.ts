@@ -272,9 +272,9 @@ class Leg {
       `${s.send} ! s.send_rtp_sink`,
       `s.send_rtp_src ! udpsink host=127.0.0.1 port=${this.#natRtp.address().port} sync=false async=false`,
       `s.send_rtcp_src ! udpsink host=127.0.0.1 port=${this.#natRtcp.address().port} sync=false async=false`,
-      `udpsrc address=127.0.0.1 port=${this.#rxPort} caps=${caps} ! s.recv_rtp_sink`,
+      `udpsrc address=127.0.0.1 port=${this.#rxPort} reuse=false caps=${caps} ! s.recv_rtp_sink`,
       `s.recv_rtp_src ! rtpjitterbuffer latency=${s.latencyMs} do-lost=true ! ${s.recv} ! fdsink fd=3 sync=false`,
-      `udpsrc address=127.0.0.1 port=${this.#rxRtcpPort} caps=application/x-rtcp ! s.recv_rtcp_sink`,
+      `udpsrc address=127.0.0.1 port=${this.#rxRtcpPort} reuse=false caps=application/x-rtcp ! s.recv_rtcp_sink`,
     ].join(' ');
     return desc.split(/\s+/).filter(Boolean);
   }

@@ -53,7 +53,7 @@ export function frameGrabber(dir: string, codec: 'vp8' | 'h264' = 'vp8'): { pipe
   fs.mkdirSync(dir, { recursive: true });
   const [enc, depay, dec] = codec === 'vp8' ? ['VP8', 'rtpvp8depay', 'vp8dec'] : ['H264', 'rtph264depay', 'avdec_h264'];
   const p = new GstPipeline(
-    `udpsrc name=src address=127.0.0.1 port=0 caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=${enc}" ! ` +
+    `udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=${enc}" ! ` +
       `rtpjitterbuffer latency=50 ! ${depay} ! ${dec} ! videoconvert ! video/x-raw,format=RGB ! pngenc compression-level=1 ! ` +
       `multifilesink location=${path.join(dir, 'f%05d.png')} max-files=4`,
   );
