@@ -13,7 +13,7 @@ RUNTIME_PKGS=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   pkg-config python3 make g++ fonts-dejavu-core
 )
-TEST_PKGS=(chromium gstreamer1.0-plugins-base-apps iproute2 util-linux redis-server coturn sip-tester)
+TEST_PKGS=(chromium gstreamer1.0-plugins-base-apps iproute2 util-linux redis-server coturn sip-tester openssl)
 
 want=("${RUNTIME_PKGS[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TEST_PKGS[@]}")

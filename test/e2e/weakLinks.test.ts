@@ -160,53 +160,73 @@ describe('5 % random loss', () => {
   });
 });
 
+/**
+ * A Chromium peer that may use only the TURN servers the server announces, over TCP (plain, or TLS),
+ * joins, and sees and hears another.
+ */
+async function relayOnlyJoin(browser: Browser, turnOpts: { port?: number; tls?: boolean }, room: string, protocol: 'tcp' | 'tls') {
+  const turn = await startTurn('127.0.0.1', turnOpts);
+  const s = await startServerProcess({ MCU_TURN_URLS: `${turn.url},turn:127.0.0.1:3478?transport=udp`, MCU_TURN_SECRET: turn.secret }, { pinCpu: true });
+  try {
+    // The WHIP OPTIONS answers the ICE servers with credentials of the peer's own (RFC 9725 4.6).
+    const opt = await authFetch(`${s.url}/v1/rooms/${room}/participants`, { method: 'OPTIONS' }, await joinToken(room));
+    expect(opt.status).toBe(204);
+    const link = opt.headers.get('link') ?? '';
+    expect(link.startsWith(`<${turn.url}>; rel="ice-server"; username="`)).toBe(true);
+    expect(link).toMatch(/username="\d+:[^"]+"; credential="[^"]+"; credential-type="password"/);
+    const red = await joinSynthetic(browser, s.url, { room, name: 'Red', color: [220, 30, 30], freq: 440 });
+    const far = await joinSynthetic(browser, s.url, { room, name: 'Far', color: [30, 60, 220], freq: 660, relayOnly: 'tcp' });
+    const route = await waitFor(() => far.page.evaluate(() => (window as any).mcuTest.route()), (r) => !!r, 20_000, 'a selected candidate pair').catch((e) => {
+      console.log(turn.output().slice(-4000));
+      throw e;
+    });
+    console.log(`Far's route: ${JSON.stringify(route)}`);
+    expect(route).toMatchObject({ type: 'relay', relayProtocol: protocol });
+    // Far sees Red, Red sees Far; each hears the other.
+    for (const [viewer, other] of [
+      [far, red],
+      [red, far],
+    ] as const) {
+      await waitFor(
+        async () => {
+          const v = (await apiCall(s.url, 'GET', `/v1/rooms/${room}/participants/${viewer.id}/view`)).body;
+          const t = v.tiles?.find((x: { participantId: string }) => x.participantId === other.id);
+          if (!t || t.source !== 'video') return false;
+          const got = (await viewer.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
+          return near(got, other.color, 60);
+        },
+        Boolean,
+        20_000,
+        `${viewer.name} to see ${other.name}`,
+      );
+      const levels = await waitFor(
+        () => viewer.page.evaluate((f) => (window as any).mcuTest.levels(f), [other.freq, viewer.freq]) as Promise<number[]>,
+        ([theirs, own]) => theirs > own + 20,
+        15_000,
+        `${viewer.name} to hear ${other.name}`,
+      );
+      console.log(`${viewer.name} hears ${other.name} at ${levels[0].toFixed(0)} dB, itself at ${levels[1].toFixed(0)} dB`);
+    }
+    // The browser's own selected pair (relay over TCP) is the proof; coturn's log is buffered when
+    // piped, so its session lines may not have arrived yet and are not asserted on.
+  } finally {
+    await s.stop();
+    await turn.stop();
+  }
+}
+
 describe('a network that lets only TCP to the TURN server through', () => {
   it('a Chromium peer that may use only TURN over TCP (the servers from the WHIP Link headers) joins, and sees and hears the others', { timeout: 120_000 }, async () => {
-    const turn = await startTurn();
-    const s = await startServerProcess({ MCU_TURN_URLS: `${turn.url},turn:127.0.0.1:3478?transport=udp`, MCU_TURN_SECRET: turn.secret }, { pinCpu: true });
+    await relayOnlyJoin(browser, {}, 'tcp-only', 'tcp');
+  });
+
+  it('and one that may reach only TLS on port 443: TURN over TLS (turns:, a self-signed certificate)', { timeout: 120_000 }, async () => {
+    // The TURN server's certificate is self-signed: this browser is told not to check certificates.
+    const trusting = await launchBrowser(['--ignore-certificate-errors']);
     try {
-      const room = 'tcp-only';
-      // The WHIP OPTIONS answers the ICE servers with credentials of the peer's own (RFC 9725 4.6).
-      const opt = await authFetch(`${s.url}/v1/rooms/${room}/participants`, { method: 'OPTIONS' }, await joinToken(room));
-      expect(opt.status).toBe(204);
-      const link = opt.headers.get('link') ?? '';
-      expect(link.startsWith(`<${turn.url}>; rel="ice-server"; username="`)).toBe(true);
-      expect(link).toMatch(/username="\d+:[^"]+"; credential="[^"]+"; credential-type="password"/);
-      const red = await joinSynthetic(browser, s.url, { room, name: 'Red', color: [220, 30, 30], freq: 440 });
-      const far = await joinSynthetic(browser, s.url, { room, name: 'Far', color: [30, 60, 220], freq: 660, relayOnly: 'tcp' });
-      const route = await waitFor(() => far.page.evaluate(() => (window as any).mcuTest.route()), (r) => !!r, 20_000, 'a selected candidate pair');
-      console.log(`Far's route: ${JSON.stringify(route)}`);
-      expect(route).toMatchObject({ type: 'relay', relayProtocol: 'tcp' });
-      // Far sees Red, Red sees Far; each hears the other.
-      for (const [viewer, other] of [
-        [far, red],
-        [red, far],
-      ] as const) {
-        await waitFor(
-          async () => {
-            const v = (await apiCall(s.url, 'GET', `/v1/rooms/${room}/participants/${viewer.id}/view`)).body;
-            const t = v.tiles?.find((x: { participantId: string }) => x.participantId === other.id);
-            if (!t || t.source !== 'video') return false;
-            const got = (await viewer.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
-            return near(got, other.color, 60);
-          },
-          Boolean,
-          20_000,
-          `${viewer.name} to see ${other.name}`,
-        );
-        const levels = await waitFor(
-          () => viewer.page.evaluate((f) => (window as any).mcuTest.levels(f), [other.freq, viewer.freq]) as Promise<number[]>,
-          ([theirs, own]) => theirs > own + 20,
-          15_000,
-          `${viewer.name} to hear ${other.name}`,
-        );
-        console.log(`${viewer.name} hears ${other.name} at ${levels[0].toFixed(0)} dB, itself at ${levels[1].toFixed(0)} dB`);
-      }
-      // The browser's own selected pair (relay over TCP) is the proof; coturn's log is buffered when
-      // piped, so its session lines may not have arrived yet and are not asserted on.
+      await relayOnlyJoin(trusting, { port: 443, tls: true }, 'tls-443', 'tls');
     } finally {
-      await s.stop();
-      await turn.stop();
+      await trusting.close();
     }
   });
 });

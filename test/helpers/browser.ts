@@ -22,8 +22,8 @@ export const CHROMIUM_ARGS = [
   '--disable-backgrounding-occluded-windows',
 ];
 
-export async function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: path.resolve(import.meta.dirname, 'chromium.sh'), args: CHROMIUM_ARGS, headless: true });
+export async function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: path.resolve(import.meta.dirname, 'chromium.sh'), args: [...CHROMIUM_ARGS, ...extraArgs], headless: true });
 }
 
 export interface SyntheticPeer {
