@@ -45,7 +45,12 @@ export interface RungInput {
 export interface RungPolicy {
   /** An estimate below this share of what is sent is congestion. */
   downAt: number;
-  /** Below this sending rate the estimate says too little to act on, bits/s. */
+  /**
+   * Below this sending rate the estimate says too little to act on, bits/s. werift's estimate needs
+   * 20 packets inside a second of each other: a still composite sent at 100 kbit/s (a dozen packets a
+   * second) gets estimates from the odd keyframe burst only, 30 % under what is sent, and a viewer on
+   * a wide link was sent to the lowest rung for it (measured).
+   */
   minSending: number;
   /** Congestion must last this long before stepping down, ms (the issue: within 2 s). */
   downAfterMs: number;
@@ -65,7 +70,7 @@ export interface RungPolicy {
 
 export const DEFAULT_RUNG_POLICY: RungPolicy = {
   downAt: 0.85,
-  minSending: 50_000,
+  minSending: 150_000,
   downAfterMs: 1000,
   lossDown: 0.1,
   upAfterMs: 30_000,
@@ -158,5 +163,61 @@ export class RungController {
     this.#cleanSince = now;
     this.#congestedSince = undefined;
     return this.rung;
+  }
+}
+
+/**
+ * What a viewer's transport reports, over a window instead of at an instant. werift's TWCC
+ * estimate is the throughput of the last ~100 ms of packets (the lesser of the rates sent and
+ * received), and the loss a viewer NACKs over half a second is a handful of packets: with 5 %
+ * random loss either one read at an instant looked like congestion now and then, and sent a viewer
+ * on a wide but lossy link down to the lowest rung (measured: 15 fps at 100 kbit/s). Here the
+ * estimate is the median of the window's samples, and the loss counts the window's packets, and
+ * only once there are enough of them to say anything. A real bottleneck keeps every sample low, so
+ * the median follows it within half a window.
+ */
+export class LinkWindow {
+  readonly #estimates: Array<[number, number]> = [];
+  readonly #counts: Array<[number, number, number, number]> = [];
+
+  constructor(
+    readonly windowMs = 1500,
+    /** Fewer video packets than this in the window: no loss figure. */
+    readonly minPackets = 60,
+  ) {}
+
+  /** One report: the estimate now (if any), and the running counts of video packets sent and NACKed, and of bytes sent. */
+  add(now: number, estimate: number | undefined, packetsSent: number, packetsNacked: number, bytesSent: number): void {
+    if (estimate !== undefined) this.#estimates.push([now, estimate]);
+    this.#counts.push([now, packetsSent, packetsNacked, bytesSent]);
+    const from = now - this.windowMs;
+    while (this.#estimates.length > 0 && this.#estimates[0][0] < from) this.#estimates.shift();
+    // Keep one count at or before the window's start, to measure the whole window from it.
+    while (this.#counts.length > 1 && this.#counts[1][0] <= from) this.#counts.shift();
+  }
+
+  /** The median estimate of the window; undefined without samples. */
+  get estimate(): number | undefined {
+    if (this.#estimates.length === 0) return undefined;
+    const v = this.#estimates.map(([, e]) => e).sort((a, b) => a - b);
+    const mid = v.length >> 1;
+    return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+  }
+
+  /** What was sent over the window, bits/s; undefined until the window spans half its length. */
+  get sending(): number | undefined {
+    if (this.#counts.length < 2) return undefined;
+    const [t0, , , b0] = this.#counts[0];
+    const [t1, , , b1] = this.#counts[this.#counts.length - 1];
+    return t1 - t0 >= this.windowMs / 2 ? ((b1 - b0) * 8000) / (t1 - t0) : undefined;
+  }
+
+  /** The share of the window's video packets that the viewer NACKed (each once), 0 with too few packets. */
+  get loss(): number {
+    if (this.#counts.length < 2) return 0;
+    const [, s0, n0] = this.#counts[0];
+    const [, s1, n1] = this.#counts[this.#counts.length - 1];
+    const sent = s1 - s0;
+    return sent >= this.minPackets ? Math.min(1, Math.max(0, (n1 - n0) / sent)) : 0;
   }
 }

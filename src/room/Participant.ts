@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../core/log.js';
 import { tighten, type OutputLimits, type OutputProfile } from '../core/profiles.js';
-import { DEFAULT_RUNG_POLICY, ladder, RungController, type Rung } from '../core/rungs.js';
+import { DEFAULT_RUNG_POLICY, ladder, LinkWindow, RungController, type Rung } from '../core/rungs.js';
 import { EL, participantLaunch, type AudioCodec, type IngestSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
@@ -121,8 +121,8 @@ export class Participant {
   }
   /** Moves this viewer along its bandwidth ladder from what its transport reports. */
   #rungs?: RungController;
-  /** Video bytes sent as of the previous report, for the rate actually sent. */
-  #sent?: { bytes: number; packets: number; nacked: number; at: number; bps?: number; loss: number };
+  /** The link's estimate and loss over the last 1.5 s. */
+  readonly #window = new LinkWindow();
 
   /** The rung of its ladder this viewer is on (undefined before its link has said anything). */
   get rung(): Rung | undefined {
@@ -136,25 +136,20 @@ export class Participant {
   adaptLink(stats: PeerStats, top: OutputProfile, now = performance.now()): boolean {
     const link = stats.link;
     if (!link || !this.receivesVideo) return false;
-    // Over half-second stretches: the rate really sent, and the share of it the viewer NACKed (the
-    // loss it sees; a receiver report's fraction lost where that is larger).
-    const prev = this.#sent;
-    if (!prev || now - prev.at >= 500) {
-      const span = prev ? now - prev.at : 0;
-      const bps = prev && span > 0 ? ((stats.bytesSent - prev.bytes) * 8000) / span : undefined;
-      const sent = prev ? link.packetsSent - prev.packets : 0;
-      const nackLoss = prev && sent > 10 ? Math.min(1, (link.packetsNacked - prev.nacked) / sent) : 0;
-      this.#sent = { bytes: stats.bytesSent, packets: link.packetsSent, nacked: link.packetsNacked, at: now, bps, loss: nackLoss };
-    }
-    const loss = Math.max(link.fractionLost, this.#sent?.loss ?? 0);
-    if (link.estimate === undefined && loss === 0 && !this.#rungs) return false;
+    // The estimate, the rate really sent and the loss, over a window (see LinkWindow): the loss is the
+    // share of the video the viewer NACKed, or, where it does not NACK, its receiver reports' fraction lost.
+    this.#window.add(now, link.estimate, link.packetsSent, link.packetsNacked, stats.bytesSent);
+    const sending = this.#window.sending;
+    const loss = link.packetsNacked > 0 ? this.#window.loss : link.fractionLost;
+    const estimate = this.#window.estimate;
+    if (estimate === undefined && loss === 0 && !this.#rungs) return false;
     const rungs = ladder(top);
     // The estimate covers the video stream alone (transport-cc is negotiated on it): little overhead.
     this.#rungs ??= new RungController(rungs, now, { ...DEFAULT_RUNG_POLICY, overhead: 16_000 });
     this.#rungs.setLadder(rungs);
     const before = this.#rungs.rung.index;
-    const after = this.#rungs.update({ now, estimate: link.estimate, sending: this.#sent?.bps, loss }).index;
-    if (after !== before) this.#log.info(`link: rung ${before} -> ${after} (${this.#rungs.rung.name})`, { estimate: link.estimate, sending: Math.round(this.#sent?.bps ?? 0), loss: +loss.toFixed(3) });
+    const after = this.#rungs.update({ now, estimate, sending, loss }).index;
+    if (after !== before) this.#log.info(`link: rung ${before} -> ${after} (${this.#rungs.rung.name})`, { estimate: estimate && Math.round(estimate), sending: Math.round(sending ?? 0), loss: +loss.toFixed(3) });
     return after !== before;
   }
 

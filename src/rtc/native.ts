@@ -104,6 +104,9 @@ const OPUS = () =>
     parameters: 'minptime=10;useinbandfec=1',
   });
 
+/** The SDP without generic NACK feedback lines (`a=rtcp-fb:PT nack`; `nack pli` stays). */
+export const withoutGenericNack = (sdp: string) => sdp.replace(/^a=rtcp-fb:\d+ nack\r?\n/gm, '');
+
 /** G.711 (RFC 3551's static payload types), for WebRTC peers that offer nothing else. */
 const G711 = () => [
   new RTCRtpCodecParameters({ mimeType: 'audio/PCMU', clockRate: 8000, channels: 1, payloadType: 0 }),
@@ -180,7 +183,9 @@ export class PeerSession implements MediaSession {
     if (pc.iceGatheringState !== 'complete') {
       await pc.iceGatheringStateChange.watch((s) => s === 'complete', gatherTimeoutMs).catch(() => undefined);
     }
-    this.#answer = pc.localDescription!.sdp;
+    // werift answers with the feedback the offer lists, whatever codecs we gave it: without NACK
+    // (MCU_NACK=0, for comparison) the answer must not say `nack`, or the browser NACKs anyway.
+    this.#answer = opts.nack === false ? withoutGenericNack(pc.localDescription!.sdp) : pc.localDescription!.sdp;
 
     for (const [kind, t] of this.#transceivers) {
       const codec = t.codecs.find((c) => !/rtx|red|ulpfec/i.test(c.mimeType));
@@ -218,7 +223,7 @@ export class PeerSession implements MediaSession {
       // On a sendrecv m-line werift delivers the viewer's PLI on the receiver, otherwise on the sender.
       t.receiver.onRtcp.subscribe(onRtcp);
       t.sender.onRtcp.subscribe(onRtcp);
-      if (kind === 'video' && this.tracks.video?.send) this.#watchLink(t);
+      if (kind === 'video' && this.tracks.video?.send) this.#watchLink(t, opts.nack !== false);
     }
     pc.connectionStateChange.subscribe((s) => {
       if (s === 'connected') {
@@ -287,7 +292,7 @@ export class PeerSession implements MediaSession {
    * holds NACK repairs to a budget of a tenth of the estimate (at least 20 packets a second), so that
    * on a congested link the retransmissions do not add to what congests it.
    */
-  #watchLink(t: RTCRtpTransceiver): void {
+  #watchLink(t: RTCRtpTransceiver, nack: boolean): void {
     const link = this.#link;
     t.sender.senderBWE.onAvailableBitrate.subscribe((bps: number) => {
       link.twcc = bps;
@@ -314,6 +319,12 @@ export class PeerSession implements MediaSession {
           nackedAt.set(seq, now);
         }
         if (nackedAt.size > 4096) for (const [seq, at] of nackedAt) if (now - at > 3000) nackedAt.delete(seq);
+        // Without NACK (MCU_NACK=0) nothing is repaired, even for a browser that NACKs unasked
+        // (Chromium does, measured: the answer's lack of `nack` does not stop it).
+        if (!nack) {
+          link.refused += lost.length;
+          return;
+        }
         const perSecond = Math.max(20, (0.1 * (this.#estimate().estimate ?? 1_000_000)) / (8 * 1100));
         this.#repairTokens = Math.min(perSecond, this.#repairTokens + ((now - this.#repairRefillAt) / 1000) * perSecond);
         this.#repairRefillAt = now;

@@ -99,35 +99,53 @@ async function lossyViewer(s: ServerProcess, room: string, seconds: number) {
   const v = await joinSynthetic(browser, s.url, { room, name: 'Lossy', color: [0, 0, 0], freq: 0, direction: 'recvonly', link });
   await waitFor(() => stats(v), (st) => st?.framesDecoded > 30, 15_000, 'the lossy viewer decoding');
   const s0 = await stats(v);
+  const l0 = { ...link.down.stats };
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const s1 = await stats(v);
+  const l1 = { ...link.down.stats };
+  const o = (await apiCall(s.url, 'GET', `/v1/rooms/${room}/participants/${v.id}`)).body.output;
   const out = {
     freezes: s1.freezeCount - s0.freezeCount,
-    fps: (s1.framesDecoded - s0.framesDecoded) / seconds,
+    fps: +((s1.framesDecoded - s0.framesDecoded) / seconds).toFixed(1),
+    framesDropped: s1.framesDropped - s0.framesDropped,
     nacks: s1.nackCount - s0.nackCount,
     plis: s1.pliCount - s0.pliCount,
+    /** Packets the browser never got, repairs included. */
     lost: s1.packetsLost - s0.packetsLost,
+    /** What the relay carried toward the viewer, and what it dropped. */
+    relayed: l1.packets - l0.packets,
+    dropped: l1.lost - l0.lost + (l1.dropped - l0.dropped),
+    rung: o.rung?.name,
+    repaired: o.link?.repaired,
+    refused: o.link?.refused,
   };
   for (const p of [...pubs, v]) await p.page.close();
+  console.log(s.output().split('\n').filter((l) => /link: rung/.test(l) && l.includes(v.id.slice(0, 8))).join('\n'));
   return out;
 }
 
 describe('5 % random loss', () => {
-  // The issue's goal is at most 1 freeze a minute with NACK; measured here: 4 (17.7 fps, 49 packets
-  // never repaired), and 4 in 30 s without. Until the goal is met this bounds what must not get worse.
+  // The issue's goal: at most 1 freeze a minute with NACK. Measured in 6 runs: 0-1 freezes in 60 s at
+  // 30 fps on the full rung (random loss is not congestion), against 1-7 freezes in 30 s without
+  // NACK (the last run: 7, at 4 fps). The bound leaves one freeze of room for a busy machine.
   it("on a viewer's downlink: the call stays watchable with NACK, and the figures with and without it are printed", { timeout: 240_000 }, async () => {
     const withNack = await lossyViewer(server, 'lossy-nack', 60);
     console.log(`5 % downlink loss, NACK on, 60 s: ${JSON.stringify(withNack)}`);
     const other = await startServerProcess({ MCU_NACK: '0' }, { pinCpu: true });
+    let without: Awaited<ReturnType<typeof lossyViewer>>;
     try {
-      const without = await lossyViewer(other, 'lossy-no-nack', 30);
+      without = await lossyViewer(other, 'lossy-no-nack', 30);
       console.log(`5 % downlink loss, NACK off, 30 s: ${JSON.stringify(without)}`);
     } finally {
       await other.stop();
     }
     expect(withNack.nacks).toBeGreaterThan(0);
-    expect(withNack.freezes).toBeLessThanOrEqual(8);
-    expect(withNack.fps).toBeGreaterThan(10);
+    expect(withNack.repaired).toBeGreaterThan(0);
+    expect(withNack.freezes).toBeLessThanOrEqual(2);
+    expect(withNack.fps).toBeGreaterThan(25);
+    expect(withNack.rung).toBe('full');
+    // Without NACK nothing is repaired.
+    expect(without.repaired).toBe(0);
   });
 
   it("on a publisher's uplink: it stays live in every composite", async () => {

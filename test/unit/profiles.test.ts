@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fitProfile, h264Level, h264LevelLimits, offerLimits, parseLimits, profileKey, tighten } from '../../src/core/profiles.js';
-import { DEFAULT_RUNG_POLICY, ladder, RungController } from '../../src/core/rungs.js';
+import { DEFAULT_RUNG_POLICY, ladder, LinkWindow, RungController } from '../../src/core/rungs.js';
 
 const BASE = { width: 640, height: 360, fps: 30, bitrate: 800_000 };
 
@@ -122,5 +122,42 @@ describe('the bandwidth ladder', () => {
     const seen = run(c, 120_000, 200_000, 10_000_000);
     expect(seen.at(-1)).toBe('full');
     expect(seen).toEqual(seen.at(0) === 'quarter' ? ['quarter', 'half', 'full'] : ['half', 'full']);
+  });
+});
+
+describe('LinkWindow', () => {
+  it('takes the median estimate of its window, so a few low samples under random loss are not congestion, and a bottleneck is', () => {
+    const w = new LinkWindow(1500, 60);
+    let sent = 0;
+    let bytes = 0;
+    // 5 % random loss at 100 packets a second: each 250 ms report, 25 packets; NACKs land unevenly.
+    const nacks = [0, 3, 0, 1, 0, 4, 1, 0];
+    let nacked = 0;
+    for (let i = 0; i < 8; i++) {
+      sent += 25;
+      bytes += 25 * 1000;
+      nacked += nacks[i];
+      // Mostly what is sent (800 kbit/s), now and then a 100 ms window that looked starved.
+      w.add(i * 250, i % 3 === 1 ? 300_000 : 780_000, sent, nacked, bytes);
+    }
+    expect(w.estimate).toBe(780_000);
+    expect(w.sending).toBeCloseTo(800_000, -3);
+    expect(w.loss).toBeGreaterThan(0.03);
+    expect(w.loss).toBeLessThan(0.1);
+    // A bottleneck: every sample low for a window.
+    for (let i = 8; i < 14; i++) {
+      sent += 25;
+      bytes += 25 * 1000;
+      w.add(i * 250, 290_000, sent, nacked, bytes);
+    }
+    expect(w.estimate).toBe(290_000);
+  });
+
+  it('says no loss from too few packets', () => {
+    const w = new LinkWindow(1500, 60);
+    w.add(0, undefined, 0, 0, 0);
+    w.add(1000, undefined, 20, 5, 20_000);
+    expect(w.loss).toBe(0);
+    expect(w.estimate).toBeUndefined();
   });
 });

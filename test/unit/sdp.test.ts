@@ -98,3 +98,11 @@ describe('stripMdnsCandidates', () => {
     expect(stripMdnsCandidates(sdp)).toBe('a=candidate:2 1 udp 2122260223 127.0.0.1 54322 typ host');
   });
 });
+
+describe('withoutGenericNack', () => {
+  it('drops generic NACK feedback and keeps PLI, FIR, REMB and transport-cc', async () => {
+    const { withoutGenericNack } = await import('../../src/rtc/native.js');
+    const sdp = ['m=video 9 UDP/TLS/RTP/SAVPF 96', 'a=rtcp-fb:96 nack', 'a=rtcp-fb:96 nack pli', 'a=rtcp-fb:96 ccm fir', 'a=rtcp-fb:96 transport-cc', ''].join('\r\n');
+    expect(withoutGenericNack(sdp)).toBe(['m=video 9 UDP/TLS/RTP/SAVPF 96', 'a=rtcp-fb:96 nack pli', 'a=rtcp-fb:96 ccm fir', 'a=rtcp-fb:96 transport-cc', ''].join('\r\n'));
+  });
+});
