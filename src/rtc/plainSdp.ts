@@ -1,5 +1,5 @@
 import { BadRequestError, UnsupportedMediaError } from '../core/errors.js';
-import { MAX_SDP_BYTES, type Direction } from './sdp.js';
+import { splitOffer, type Direction } from './sdp.js';
 
 /**
  * Plain RTP offers and answers (RFC 3264 over RTP/AVP, no ICE, no DTLS): what SIP gateways, PBXs
@@ -83,23 +83,11 @@ function h264Mode(fmtp: string | undefined): 0 | 1 | undefined {
 }
 
 export function parsePlainOffer(sdp: string): PlainOffer {
-  if (!sdp || !sdp.trim()) throw new BadRequestError('the request body must be an SDP offer; it was empty', 'bad_sdp');
-  if (sdp.length > MAX_SDP_BYTES) throw new BadRequestError(`the SDP offer is over ${MAX_SDP_BYTES} bytes`, 'bad_sdp');
-  const lines = sdp.split(/\r?\n/).filter((l) => l.length > 0);
-  if (lines[0] !== 'v=0' || !lines.some((l) => l.startsWith('o=')) || !lines.some((l) => l.startsWith('m='))) {
-    throw new BadRequestError('the body is not an SDP offer: it must start with "v=0" and have o= and m= lines', 'bad_sdp');
-  }
-  const sessionEnd = lines.findIndex((l) => l.startsWith('m='));
-  const session = lines.slice(0, sessionEnd);
+  const { session, sections } = splitOffer(sdp);
   const sessionAddress = connection(session);
   const sessionDir = session.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l))?.slice(2) as Direction | undefined;
-  const sections: string[][] = [];
-  for (const l of lines.slice(sessionEnd)) {
-    if (l.startsWith('m=')) sections.push([l]);
-    else sections[sections.length - 1].push(l);
-  }
   const media: PlainMediaOffer[] = [];
-  let taken = { audio: false, video: false };
+  const taken = { audio: false, video: false };
   sections.forEach((sec, index) => {
     const m = /^m=(\w+) (\d+)(?:\/\d+)? ([\w/]+) ?(.*)$/.exec(sec[0]);
     if (!m) throw new BadRequestError(`malformed media line "${sec[0].slice(0, 80)}"`, 'bad_sdp');
@@ -179,7 +167,6 @@ export function parsePlainOffer(sdp: string): PlainOffer {
       'no common codec: over plain RTP this server speaks PCMU, PCMA, G.722 and Opus, and H.264 constrained baseline (packetization-mode 0 or 1) and VP8',
     );
   }
-  taken = { audio: false, video: false };
   return { media };
 }
 

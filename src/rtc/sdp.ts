@@ -33,7 +33,11 @@ export const MAX_SDP_BYTES = 64 * 1024;
 const H264_OK = (fmtp: string | undefined) =>
   !!fmtp && /packetization-mode=1/.test(fmtp) && /profile-level-id=42(e0|c0|00|80)[0-9a-f]{2}/i.test(fmtp);
 
-export function inspectOffer(sdp: string): OfferSummary {
+/**
+ * An offer's lines: the session part, and one list per m-line (each starting with its m= line).
+ * Throws a 400 for a body that is not an SDP offer at all.
+ */
+export function splitOffer(sdp: string): { session: string[]; sections: string[][] } {
   if (!sdp || !sdp.trim()) throw new BadRequestError('the request body must be an SDP offer; it was empty', 'bad_sdp');
   if (sdp.length > MAX_SDP_BYTES) throw new BadRequestError(`the SDP offer is over ${MAX_SDP_BYTES} bytes`, 'bad_sdp');
   const lines = sdp.split(/\r?\n/).filter((l) => l.length > 0);
@@ -41,12 +45,16 @@ export function inspectOffer(sdp: string): OfferSummary {
     throw new BadRequestError('the body is not an SDP offer: it must start with "v=0" and have o= and m= lines', 'bad_sdp');
   }
   const sessionEnd = lines.findIndex((l) => l.startsWith('m='));
-  const session = lines.slice(0, sessionEnd);
   const sections: string[][] = [];
   for (const l of lines.slice(sessionEnd)) {
     if (l.startsWith('m=')) sections.push([l]);
     else sections[sections.length - 1].push(l);
   }
+  return { session: lines.slice(0, sessionEnd), sections };
+}
+
+export function inspectOffer(sdp: string): OfferSummary {
+  const { session, sections } = splitOffer(sdp);
   const has = (sec: string[], prefix: string) => sec.some((l) => l.startsWith(prefix)) || session.some((l) => l.startsWith(prefix));
   const media: OfferedMedia[] = [];
   for (const sec of sections) {
