@@ -17,7 +17,7 @@ import {
 import { UnsupportedMediaError, BadRequestError } from '../core/errors.js';
 import type { VideoCodec } from '../core/pipelines.js';
 import { answerDirection, inspectOffer, stripMdnsCandidates } from './sdp.js';
-import type { DtmfEvent, MediaSession } from './session.js';
+import { SessionHandlers, type DtmfEvent, type MediaSession } from './session.js';
 
 export interface RtcOptions {
   iceAddresses: string[];
@@ -123,9 +123,7 @@ export class PeerSession implements MediaSession {
   #closed = false;
   #lastHeard = performance.now();
   #connected = false;
-  readonly #rtpHandlers: Record<MediaKind, Set<(p: Buffer) => void>> = { audio: new Set(), video: new Set() };
-  readonly #keyframeHandlers = new Set<() => void>();
-  readonly #stateHandlers = new Set<(s: string) => void>();
+  readonly #on = new SessionHandlers();
   #remoteVideoSsrc?: number;
   readonly #link = { twcc: undefined as number | undefined, twccAt: 0, remb: undefined as number | undefined, repaired: 0, refused: 0, sent: 0, nacked: 0, congested: false };
   /** Retransmissions allowed now (a token bucket, in packets): repairs count against the link. */
@@ -207,7 +205,7 @@ export class PeerSession implements MediaSession {
           this.#lastHeard = performance.now();
           if (kind === 'video') this.#remoteVideoSsrc = rtp.header.ssrc;
           const buf = rtp.serialize();
-          for (const h of this.#rtpHandlers[kind]) h(buf);
+          for (const h of this.#on.rtp[kind]) h(buf);
         });
       };
       // werift may create the remote track while applying the offer, before we get here.
@@ -217,7 +215,7 @@ export class PeerSession implements MediaSession {
         this.#lastHeard = performance.now();
         if (kind === 'video' && p instanceof RtcpPayloadSpecificFeedback) {
           const count = (p.feedback as { count?: number }).count;
-          if (count === 1 || count === 4) this.#keyframeHandlers.forEach((h) => h());
+          if (count === 1 || count === 4) this.#on.keyframe.forEach((h) => h());
         }
       };
       // On a sendrecv m-line werift delivers the viewer's PLI on the receiver, otherwise on the sender.
@@ -230,7 +228,7 @@ export class PeerSession implements MediaSession {
         this.#connected = true;
         this.#lastHeard = performance.now();
       }
-      this.#stateHandlers.forEach((h) => h(s));
+      this.#on.state.forEach((h) => h(s));
     });
   }
 
@@ -267,19 +265,16 @@ export class PeerSession implements MediaSession {
 
   /** Each returns a function that unsubscribes the handler. */
   onRtp(kind: MediaKind, handler: (packet: Buffer) => void): () => void {
-    this.#rtpHandlers[kind].add(handler);
-    return () => this.#rtpHandlers[kind].delete(handler);
+    return SessionHandlers.add(this.#on.rtp[kind], handler);
   }
 
   /** The peer (a viewer) asked for a keyframe with PLI or FIR. */
   onKeyframeRequest(handler: () => void): () => void {
-    this.#keyframeHandlers.add(handler);
-    return () => this.#keyframeHandlers.delete(handler);
+    return SessionHandlers.add(this.#on.keyframe, handler);
   }
 
   onStateChange(handler: (state: string) => void): () => void {
-    this.#stateHandlers.add(handler);
-    return () => this.#stateHandlers.delete(handler);
+    return SessionHandlers.add(this.#on.state, handler);
   }
 
   /** WebRTC peers here negotiate no telephone-event: nothing to report. */
@@ -379,10 +374,7 @@ export class PeerSession implements MediaSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#rtpHandlers.audio.clear();
-    this.#rtpHandlers.video.clear();
-    this.#keyframeHandlers.clear();
-    this.#stateHandlers.clear();
+    this.#on.clear();
     await this.#pc.close().catch(() => undefined);
   }
 }

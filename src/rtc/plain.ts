@@ -10,7 +10,7 @@ import { BadRequestError } from '../core/errors.js';
 import type { LinkReport, MediaKind, TrackInfo } from './native.js';
 import { parsePlainOffer, plainAnswer, type PlainAnswerMedia, type PlainAudioCodec, type PlainCodecChoice, type PlainMediaOffer, type PlainOffer } from './plainSdp.js';
 import { answerDirection } from './sdp.js';
-import { DTMF_DIGITS, type DtmfEvent, type MediaSession } from './session.js';
+import { DTMF_DIGITS, SessionHandlers, type DtmfEvent, type MediaSession } from './session.js';
 
 export interface PlainOptions {
   /** The address we announce in answers (the node's public address for RTP). */
@@ -92,10 +92,7 @@ export class PlainRtpSession implements MediaSession {
   #closed = false;
   #connected = false;
   #lastHeard = performance.now();
-  readonly #rtpHandlers: Record<MediaKind, Set<(p: Buffer) => void>> = { audio: new Set(), video: new Set() };
-  readonly #keyframeHandlers = new Set<() => void>();
-  readonly #stateHandlers = new Set<(s: string) => void>();
-  readonly #dtmfHandlers = new Set<(e: DtmfEvent) => void>();
+  readonly #on = new SessionHandlers();
   #lastDtmf?: number;
   #rtcpTimer?: NodeJS.Timeout;
   readonly #cname = `mcu-${crypto.randomBytes(6).toString('hex')}`;
@@ -210,7 +207,7 @@ export class PlainRtpSession implements MediaSession {
   #setConnected(): void {
     if (this.#connected || this.#closed) return;
     this.#connected = true;
-    this.#stateHandlers.forEach((h) => h('connected'));
+    this.#on.state.forEach((h) => h('connected'));
   }
 
   #onPacket(line: Line, msg: Buffer, from: dgram.RemoteInfo, onRtcpPort: boolean): void {
@@ -250,7 +247,7 @@ export class PlainRtpSession implements MediaSession {
       this.#onDtmf(line, msg);
       return;
     }
-    for (const h of this.#rtpHandlers[line.kind]) h(msg);
+    for (const h of this.#on.rtp[line.kind]) h(msg);
   }
 
   #countReceived(line: Line, msg: Buffer, now: number): void {
@@ -289,7 +286,7 @@ export class PlainRtpSession implements MediaSession {
     const digit = DTMF_DIGITS[event];
     if (digit === undefined) return;
     const e = { digit, durationMs: Math.round((duration * 1000) / line.choice.clockRate) };
-    this.#dtmfHandlers.forEach((h) => h(e));
+    this.#on.dtmf.forEach((h) => h(e));
   }
 
   #onRtcp(line: Line, buf: Buffer): void {
@@ -308,10 +305,10 @@ export class PlainRtpSession implements MediaSession {
         this.#readReportBlocks(line, pkt, 8, count);
       } else if (type === 206 && (count === 1 || count === 4)) {
         // PSFB: PLI (FMT 1) or FIR (FMT 4, RFC 5104): the viewer needs a keyframe.
-        if (line.kind === 'video') this.#keyframeHandlers.forEach((h) => h());
+        if (line.kind === 'video') this.#on.keyframe.forEach((h) => h());
       } else if (type === 203) {
         // BYE: the endpoint hung up.
-        this.#stateHandlers.forEach((h) => h('closed'));
+        this.#on.state.forEach((h) => h('closed'));
       }
       off += len;
     }
@@ -343,23 +340,19 @@ export class PlainRtpSession implements MediaSession {
   }
 
   onRtp(kind: MediaKind, handler: (packet: Buffer) => void): () => void {
-    this.#rtpHandlers[kind].add(handler);
-    return () => this.#rtpHandlers[kind].delete(handler);
+    return SessionHandlers.add(this.#on.rtp[kind], handler);
   }
 
   onKeyframeRequest(handler: () => void): () => void {
-    this.#keyframeHandlers.add(handler);
-    return () => this.#keyframeHandlers.delete(handler);
+    return SessionHandlers.add(this.#on.keyframe, handler);
   }
 
   onStateChange(handler: (state: string) => void): () => void {
-    this.#stateHandlers.add(handler);
-    return () => this.#stateHandlers.delete(handler);
+    return SessionHandlers.add(this.#on.state, handler);
   }
 
   onDtmf(handler: (e: DtmfEvent) => void): () => void {
-    this.#dtmfHandlers.add(handler);
-    return () => this.#dtmfHandlers.delete(handler);
+    return SessionHandlers.add(this.#on.dtmf, handler);
   }
 
   sendRtp(kind: MediaKind, packet: Buffer): void {
@@ -474,11 +467,7 @@ export class PlainRtpSession implements MediaSession {
     }
     this.#closed = true;
     clearInterval(this.#rtcpTimer);
-    this.#rtpHandlers.audio.clear();
-    this.#rtpHandlers.video.clear();
-    this.#keyframeHandlers.clear();
-    this.#stateHandlers.clear();
-    this.#dtmfHandlers.clear();
+    this.#on.clear();
     // Let the BYE leave before the sockets close.
     await new Promise((r) => setImmediate(r));
     for (const line of this.#lines.values()) {

@@ -32,3 +32,25 @@ export interface MediaSession {
 
 /** RFC 4733 section 3.2's event codes for DTMF. */
 export const DTMF_DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D', 'flash'];
+
+/** Where a session's events go: both kinds of session keep their subscribers the same way. */
+export class SessionHandlers {
+  readonly rtp: Record<MediaKind, Set<(p: Buffer) => void>> = { audio: new Set(), video: new Set() };
+  readonly keyframe = new Set<() => void>();
+  readonly state = new Set<(s: string) => void>();
+  readonly dtmf = new Set<(e: DtmfEvent) => void>();
+
+  /** Adds `handler` to `set`; returns the function that takes it out again. */
+  static add<T>(set: Set<T>, handler: T): () => void {
+    set.add(handler);
+    return () => set.delete(handler);
+  }
+
+  clear(): void {
+    this.rtp.audio.clear();
+    this.rtp.video.clear();
+    this.keyframe.clear();
+    this.state.clear();
+    this.dtmf.clear();
+  }
+}
