@@ -364,7 +364,7 @@ export class PlainRtpSession implements MediaSession {
     line.octetsSent += packet.length - 12;
     line.lastRtpTs = packet.readUInt32BE(4);
     line.lastRtpAt = Date.now();
-    line.rtp.send(packet, line.remote.port, line.remote.address);
+    send(line.rtp, packet, line.remote);
   }
 
   /** PLI where the endpoint said it takes it, else FIR (RFC 5104), which room systems answer. */
@@ -446,7 +446,7 @@ export class PlainRtpSession implements MediaSession {
   #sendRtcp(line: Line, packet: Buffer): void {
     const to = line.remoteRtcp ?? (line.remote && { address: line.remote.address, port: line.mux ? line.remote.port : line.remote.port + 1 });
     if (!to || this.#closed) return;
-    (line.rtcp ?? line.rtp).send(packet, to.port, to.address);
+    send(line.rtcp ?? line.rtp, packet, to);
   }
 
   get closed(): boolean {
@@ -474,6 +474,19 @@ export class PlainRtpSession implements MediaSession {
       line.rtp?.close();
       line.rtcp?.close();
     }
+  }
+}
+
+/**
+ * Sends one datagram to a numeric address and a real port; anything else is dropped, never thrown
+ * (a port of 0 or over 65535 from an offer made dgram throw) and never resolved as a name.
+ */
+function send(sock: dgram.Socket, packet: Buffer, to: Endpoint): void {
+  if (!(to.port >= 1 && to.port <= 65535) || !/^\d{1,3}(\.\d{1,3}){3}$/.test(to.address)) return;
+  try {
+    sock.send(packet, to.port, to.address);
+  } catch {
+    // A closed socket: the leg is ending.
   }
 }
 

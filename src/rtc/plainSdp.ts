@@ -110,7 +110,12 @@ export function parsePlainOffer(sdp: string): PlainOffer {
       if (/^a=rtcp-fb:\S+ ccm fir/.test(l)) fir = true;
       if (/^a=rtcp-fb:\S+ nack pli/.test(l)) pli = true;
     }
-    const rtcp = /^a=rtcp:(\d+)(?: IN IP4 (\S+))?/.exec(sec.find((l) => l.startsWith('a=rtcp:')) ?? '');
+    const rtcpLine = sec.find((l) => l.startsWith('a=rtcp:'));
+    // RFC 3605: a port, and maybe an address; only an IPv4 address is taken (never a name to resolve).
+    const rtcp = rtcpLine ? /^a=rtcp:(\d{1,5})(?: IN IP4 (\d{1,3}(?:\.\d{1,3}){3}))?$/.exec(rtcpLine.trim()) : undefined;
+    if (rtcpLine && (!rtcp || Number(rtcp[1]) < 1 || Number(rtcp[1]) > 65535)) {
+      throw new BadRequestError(`bad a=rtcp line "${rtcpLine.slice(0, 60)}": it must be a port and, optionally, IN IP4 and an address`, 'bad_sdp');
+    }
     const rtcpMux = sec.includes('a=rtcp-mux');
     const pts = formats.trim() ? formats.trim().split(/\s+/).map(Number) : [];
     const entry: PlainMediaOffer = {

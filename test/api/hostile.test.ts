@@ -220,9 +220,9 @@ const sdpBody = fc.oneof(
   {
     weight: 8,
     arbitrary: fc
-      .tuple(fc.boolean(), fc.array(mutation, { minLength: 1, maxLength: 4 }), fc.constantFrom('\r\n', '\n', '\r', 'mixed', '\r\r\n', '\n\r'), fc.infiniteStream(fc.constantFrom('\r\n', '\n')), fc.constantFrom('', '', '', '\ufeff', ' ', '\n'))
-      .map(([chromium, muts, eol, mixed, prefix]) => {
-        let ls = (chromium ? CHROMIUM_OFFER : weriftOffer).split(/\r\n/).filter((l) => l);
+      .tuple(fc.constantFrom('chromium', 'werift', 'plain'), fc.array(mutation, { minLength: 1, maxLength: 4 }), fc.constantFrom('\r\n', '\n', '\r', 'mixed', '\r\r\n', '\n\r'), fc.infiniteStream(fc.constantFrom('\r\n', '\n')), fc.constantFrom('', '', '', '\ufeff', ' ', '\n'))
+      .map(([base, muts, eol, mixed, prefix]) => {
+        let ls = (base === 'chromium' ? CHROMIUM_OFFER : base === 'plain' ? PLAIN_OFFER : weriftOffer).split(/\r\n/).filter((l) => l);
         for (const m of muts) ls = m(ls);
         const text = eol === 'mixed' ? ls.map((l) => l + mixed.next().value).join('') : ls.join(eol) + eol;
         return prefix + text;
@@ -426,6 +426,28 @@ describe('hostile input to the real server', () => {
 });
 
 /** An offer as Chromium sends it (captured shape: BUNDLE, rtcp-mux, extmaps, rtx, red, many codecs, one host candidate). */
+/** A room system's plain RTP offer (RTP/AVP, no ICE or DTLS): the admin key may make legs of these. */
+const PLAIN_OFFER = [
+  'v=0',
+  'o=- 1 1 IN IP4 127.0.0.1',
+  's=-',
+  'c=IN IP4 127.0.0.1',
+  't=0 0',
+  'm=audio 4000 RTP/AVP 9 0 8 101',
+  'a=rtpmap:101 telephone-event/8000',
+  'a=fmtp:101 0-15',
+  'a=ptime:20',
+  'a=rtcp:4001 IN IP4 127.0.0.1',
+  'a=sendrecv',
+  'm=video 4002 RTP/AVP 97',
+  'a=rtpmap:97 H264/90000',
+  'a=fmtp:97 profile-level-id=42e01e;packetization-mode=0',
+  'a=rtcp-fb:97 ccm fir',
+  'a=rtcp-mux',
+  'a=sendrecv',
+  '',
+].join('\r\n');
+
 const CHROMIUM_OFFER = [
   'v=0',
   'o=- 4611731400430051336 2 IN IP4 127.0.0.1',
