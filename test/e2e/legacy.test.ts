@@ -5,7 +5,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { joinSynthetic, launchBrowser, waitFor, type SyntheticPeer } from '../helpers/browser.js';
 import { decodeAudio } from '../helpers/fileMedia.js';
-import { startPhone, startRoomSystem, type Phone, type RoomSystem } from '../helpers/legacyEndpoint.js';
+import { expectPhoneHears, startPhone, startRoomSystem, type RoomSystem } from '../helpers/legacyEndpoint.js';
 import { near, toneDb } from '../helpers/media.js';
 import { apiCall, authFetch, joinToken, startServerProcess, TEST_API_KEY, type ServerProcess } from '../helpers/server.js';
 
@@ -40,24 +40,6 @@ const offerTo = (roomId: string, name: string, sdp: string, token = TEST_API_KEY
     headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
     body: sdp,
   });
-
-/**
- * The phone hears `theirs` well above its own tone and at that frequency rather than beside it; and,
- * once the second of audio it measures is all there, at about the level it was sent (the browser's
- * and the endpoints' tones are about -11 dBFS): the codec round trip kept it.
- */
-async function phoneHears(phone: Phone, theirs: number, own: number, what: string) {
-  const ok = ([t, o, b]: number[]) => t > -35 && t > o + 20 && t > b + 20;
-  await waitFor(async () => phone.levels([theirs, own, theirs * 1.3]), ok, 20_000, what).catch((e) => {
-    console.log(phone.log().slice(-2000));
-    throw e;
-  });
-  await new Promise((r) => setTimeout(r, 1200));
-  const [t, o, beside] = phone.levels([theirs, own, theirs * 1.3]);
-  console.log(`${what}: ${t.toFixed(1)} dBFS at ${theirs} Hz, own ${own} Hz ${o.toFixed(1)}, ${theirs * 1.3} Hz ${beside.toFixed(1)}`);
-  expect(ok([t, o, beside])).toBe(true);
-  expect(t).toBeGreaterThan(-20);
-}
 
 async function browserHears(peer: SyntheticPeer, freq: number, what: string) {
   const levels = await waitFor(
@@ -97,10 +79,10 @@ describe('phones', () => {
     expect(leg.body).toMatchObject({ host: '127.0.0.1', codec: 'g722', payloadType: 9 });
     gw.connect(leg.body.host, leg.body.port);
 
-    await phoneHears(desk, 440, 660, 'PCMU phone hears Ann');
-    await phoneHears(gw, 440, 880, 'G.722 leg hears Ann');
+    await expectPhoneHears(desk, 440, 660, 'PCMU phone hears Ann');
+    await expectPhoneHears(gw, 440, 880, 'G.722 leg hears Ann');
     // Each phone hears the other too (mix-minus: everyone but themselves).
-    await phoneHears(desk, 880, 660, 'PCMU phone hears the G.722 leg');
+    await expectPhoneHears(desk, 880, 660, 'PCMU phone hears the G.722 leg');
     await browserHears(ann, 660, 'Ann hears the PCMU phone');
     await browserHears(ann, 880, 'Ann hears the G.722 leg');
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/browser.js';
-import { startPhone, type Phone } from '../helpers/legacyEndpoint.js';
+import { expectPhoneHears, startPhone, type Phone } from '../helpers/legacyEndpoint.js';
 import { apiCall, authFetch, ROOT, startServerProcess, TEST_API_KEY, type ServerProcess } from '../helpers/server.js';
 
 // Issue #12: a SIP server bridged into a room by `webrtc-mcu sip-bridge` (src/sip/bridge.ts). The
@@ -114,21 +114,6 @@ async function okToInvite(s: Sipp) {
   ).then((m) => m!);
 }
 
-/** `phone` hears `theirs` well above its own tone and beside it. */
-async function hears(phone: Phone, theirs: number, own: number, what: string) {
-  const ok = ([t, o, b]: number[]) => t > -35 && t > o + 20 && t > b + 20;
-  await waitFor(async () => phone.levels([theirs, own, theirs * 1.3]), ok, 10_000, what).catch((e) => {
-    console.log(phone.log().slice(-2000));
-    throw e;
-  });
-  // Once the second of audio measured is all there: about the level it was sent (~-11 dBFS).
-  await new Promise((r) => setTimeout(r, 1200));
-  const [t, o, beside] = phone.levels([theirs, own, theirs * 1.3]);
-  console.log(`${what}: ${t.toFixed(1)} dBFS at ${theirs} Hz, own ${own} Hz ${o.toFixed(1)}, ${theirs * 1.3} Hz ${beside.toFixed(1)}`);
-  expect(ok([t, o, beside])).toBe(true);
-  expect(t).toBeGreaterThan(-20);
-}
-
 describe('SIP bridge with SIPp as the caller', () => {
   it('SIPp calls sip:ROOM@bridge with a PCMU phone’s offer, gets the MCU’s answer; the phone and a G.722 leg in the room hear each other; SIPp’s BYE removes the leg', { timeout: 45_000 }, async () => {
     const ROOM = 'sip-call';
@@ -156,8 +141,8 @@ describe('SIP bridge with SIPp as the caller', () => {
     const p = dump.participants.find((x) => x.name === 'Desk Phone');
     expect(p).toMatchObject({ transport: 'rtp', media: { audio: { codec: 'pcmu' } } });
 
-    await hears(desk, 880, 660, 'the SIP caller hears the other person');
-    await hears(other, 660, 880, 'the other person hears the SIP caller');
+    await expectPhoneHears(desk, 880, 660, 'the SIP caller hears the other person');
+    await expectPhoneHears(other, 660, 880, 'the other person hears the SIP caller');
 
     const { code, out } = await call.done;
     if (code !== 0) console.log(out, call.messages());

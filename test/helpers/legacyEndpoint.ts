@@ -927,3 +927,24 @@ export async function startRoomSystem(o: RoomSystemOptions): Promise<RoomSystem>
     },
   };
 }
+
+/**
+ * Waits until `phone` hears `theirs` well above its own tone and above a frequency beside it; then,
+ * once the second of audio it measures is all there, checks it hears it at about the level it was
+ * sent (the test endpoints' and browsers' tones are about -11 dBFS): the codec round trip kept it.
+ */
+export async function expectPhoneHears(phone: { levels(f: number[]): number[]; log(): string }, theirs: number, own: number, what: string, timeoutMs = 20_000): Promise<void> {
+  const ok = ([t, o, b]: number[]) => t > -35 && t > o + 20 && t > b + 20;
+  const deadline = Date.now() + timeoutMs;
+  while (!ok(phone.levels([theirs, own, theirs * 1.3]))) {
+    if (Date.now() > deadline) {
+      console.log(phone.log().slice(-2000));
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; levels ${phone.levels([theirs, own, theirs * 1.3]).map((x) => x.toFixed(1))}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+  const [t, o, beside] = phone.levels([theirs, own, theirs * 1.3]);
+  console.log(`${what}: ${t.toFixed(1)} dBFS at ${theirs} Hz, own ${own} Hz ${o.toFixed(1)}, ${Math.round(theirs * 1.3)} Hz ${beside.toFixed(1)}`);
+  if (!ok([t, o, beside]) || t <= -20) throw new Error(`${what}: ${t.toFixed(1)} dBFS at ${theirs} Hz, own ${o.toFixed(1)}, beside ${beside.toFixed(1)}`);
+}

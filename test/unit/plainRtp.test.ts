@@ -102,6 +102,9 @@ describe('plain RTP offers', () => {
     expect(() => parsePlainOffer(phone('0').replace('c=IN IP4 127.0.0.1\r\n', ''))).toThrow(/connection address/);
     expect(() => parsePlainOffer(phone('0').replace('c=IN IP4 127.0.0.1', 'c=IN IP6 ::1'))).toThrow(/IPv4/);
     expect(() => parsePlainOffer('hello')).toThrow(/not an SDP offer/);
+    // a=rtcp names a port 1-65535 and at most an IPv4 address, never a name to resolve.
+    expect(() => parsePlainOffer(phone('0', ['a=rtcp:99999']))).toThrow(/bad a=rtcp/);
+    expect(() => parsePlainOffer(phone('0', ['a=rtcp:5001 IN IP4 evil.example.com']))).toThrow(/bad a=rtcp/);
   });
 });
 
