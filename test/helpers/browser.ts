@@ -204,7 +204,6 @@ export async function joinSynthetic(browser: Browser, baseUrl: string, opts: Joi
     if (res.status !== 201) throw new Error(`join failed ${res.status}: ${await res.text()}`);
     const location = res.headers.get('Location')!;
     const answer = await res.text();
-    w.__mcuAnswer = answer;
     await pc.setRemoteDescription({ type: 'answer', sdp: o.viaLink ? await w.mcuRewriteAnswer(answer) : answer });
     const sampler = document.createElement('canvas');
     // When each frame of the remote video was presented (or, not drawn, delivered), for the
