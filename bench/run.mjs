@@ -60,7 +60,7 @@ async function startServer(env = {}) {
     env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'),
       MCU_API_KEY: BENCH_KEY, MCU_API_SECRET: `bench-secret-${process.pid}-0123456789abcdef0123456789`,
       // The bench measures capacity itself: no join-rate limit and no admission control in its way.
-      MCU_JOINS_PER_SECOND: '100000', MCU_CPU_BUDGET: '0', ...env },
+      MCU_JOINS_PER_SECOND: '100000', MCU_CPU_BUDGET: '0', MCU_MAX_PARTICIPANTS: '100', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // BENCH_SERVER_LOG=file keeps the server's standard output (for example with MCU_NODE_ARGS=--trace-gc).

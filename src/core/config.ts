@@ -28,6 +28,9 @@ export interface McuConfig {
   audioBitrate: number;
   /** MCU_STALL_MS: a video input silent this long shows its placeholder. Default 2000. */
   stallMs: number;
+  /** MCU_MIX_SPEAKERS: how many talkers the mix carries at once, the loudest (0: everyone, with one
+   * encoder per listener). Everyone else shares one encoded mix per room. Default 4. */
+  mixSpeakers: number;
   /** MCU_SPEAKER_HOLD_MS: a new active speaker must hold the floor this long. Default 1500. */
   speakerHoldMs: number;
   /** MCU_PEER_TIMEOUT_MS: a peer silent (no RTP or RTCP) this long is removed. Default 5000. */
@@ -169,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     videoBitrate: int('MCU_VIDEO_BITRATE', env.MCU_VIDEO_BITRATE, 800_000, 50_000, 20_000_000),
     audioBitrate: int('MCU_AUDIO_BITRATE', env.MCU_AUDIO_BITRATE, 32_000, 6_000, 510_000),
     stallMs: int('MCU_STALL_MS', env.MCU_STALL_MS, 2000, 200, 60_000),
+    mixSpeakers: int('MCU_MIX_SPEAKERS', env.MCU_MIX_SPEAKERS, 4, 0, 64),
     speakerHoldMs: int('MCU_SPEAKER_HOLD_MS', env.MCU_SPEAKER_HOLD_MS, 1500, 0, 60_000),
     peerTimeoutMs: int('MCU_PEER_TIMEOUT_MS', env.MCU_PEER_TIMEOUT_MS, 5000, 1000, 120_000),
     rtpTimeoutMs: int('MCU_RTP_TIMEOUT_MS', env.MCU_RTP_TIMEOUT_MS, 30_000, 1000, 3_600_000),

@@ -189,6 +189,8 @@ export const EL = {
   encoderQueue: 'venq',
   /** A composite's multiudpsink. */
   videoOut: 'vout',
+  /** A room's shared mix's multiudpsink. */
+  audioOut: 'aout',
   /** The recorder's appsrc for the recording composite's RTP. */
   videoRtpIn: 'vrtpin',
 } as const;
@@ -285,6 +287,31 @@ export function participantLaunch(spec: IngestSpec, presets: Presets): string {
     );
   }
   return branches(...parts);
+}
+
+/**
+ * A room's shared mix: what every listener outside the mixed talkers hears (they are not in it, so
+ * it is their mix-minus too), encoded once. It comes from the mixer as RTP L16 on the `mixin` udpsrc
+ * and goes with `ssrc` to the sockets in `rtpPorts` (one in each RTC worker with listeners), where
+ * each listener's peer takes it.
+ */
+export interface SharedMixSpec {
+  codec: AudioCodec;
+  bitrate: number;
+  ssrc: number;
+  rtpPorts: number[];
+}
+
+export function sharedMixLaunch(spec: SharedMixSpec, presets: Presets): string {
+  const p = presets.audio[spec.codec];
+  return chain(
+    udpSrc(EL.mixIn, 262144, parseCaps(L16_CAPS)),
+    el('rtpL16depay'),
+    el('audioconvert'),
+    p.encoder({ bitrate: spec.bitrate, name: EL.audioEnc }),
+    p.payloader({ props: { ssrc: spec.ssrc } }),
+    el('multiudpsink', { clients: quoted(udpClients(spec.rtpPorts)), sync: false, async: false }, EL.audioOut),
+  );
 }
 
 export type TileSource = { kind: 'video'; channel: string } | { kind: 'image'; path: string };

@@ -221,6 +221,11 @@ const schemas = {
       pin: { type: ['string', 'null'] },
       activeSpeaker: { type: ['string', 'null'] },
       encoders: { type: 'integer', description: 'Composite encoders in use (viewers with identical compositions share one)' },
+      audio: {
+        type: 'object',
+        description: 'The mix: the talkers it carries now (the loudest, at most MCU_MIX_SPEAKERS), and the shared mix that every Opus listener outside them hears',
+        properties: { mixed: { type: 'array', items: { type: 'string' } }, sharedMix: { type: 'boolean' }, sharedMixListeners: { type: 'integer' } },
+      },
       participants: { type: 'array', items: { $ref: '#/components/schemas/Participant' } },
     },
   },

@@ -1,9 +1,12 @@
 /**
- * Mix-minus in one pass: every 20 ms the mixer sums all inputs once, and each listener gets
- * the sum minus its own input. O(N) for N people, where N audiomixers of N-1 inputs would be O(N^2).
+ * Mix-minus in one pass: every 20 ms the mixer sums the mixed talkers once (the loudest few, see
+ * src/core/mixSelection.ts; by default every input), and each listener gets the sum minus its own
+ * input. O(N) for N people, where N audiomixers of N-1 inputs would be O(N^2).
  * Inputs are decoded PCM (48 kHz mono S16LE) from each participant's pipeline; outputs go to each
  * participant's Opus encoder with exact, gap-free timestamps.
  */
+
+import { MixSelection } from '../core/mixSelection.js';
 
 export const SAMPLE_RATE = 48000;
 export const FRAME_MS = 20;
@@ -43,6 +46,8 @@ export class SampleFifo {
   #samples = 0;
   /** Samples skipped or gaps inserted to keep the delay (clock drift, a late burst). */
   corrections = 0;
+  /** Mean square of the last frame read, full scale 1. */
+  framePower = 0;
 
   constructor(
     private readonly now: () => number = () => performance.now(),
@@ -89,8 +94,9 @@ export class SampleFifo {
    * Adds the frame that starts at mix time `atMs` (samples that arrived PLAYOUT_DELAY_MS before)
    * into `acc`, and copies it into `own`. Returns false when there was nothing to play.
    */
-  readFrame(acc: Int32Array, own: Int16Array, atMs: number): boolean {
+  readFrame(acc: Int32Array | undefined, own: Int16Array, atMs: number): boolean {
     own.fill(0);
+    this.framePower = 0;
     if (this.#starved) return false;
     const want = Math.round(((atMs - PLAYOUT_DELAY_MS - this.#origin) * SAMPLE_RATE) / 1000);
     if (Math.abs(want - this.#read) > SLACK_SAMPLES) {
@@ -105,12 +111,15 @@ export class SampleFifo {
     const cap = this.#buf.length;
     const from = Math.max(this.#read, this.#base);
     const to = Math.min(this.#read + FRAME_SAMPLES, this.#written);
+    let energy = 0;
     for (let idx = from; idx < to; idx++) {
       const v = this.#buf[idx % cap];
       own[idx - this.#read] = v;
-      acc[idx - this.#read] += v;
-      this.#energy += v * v;
+      energy += v * v;
     }
+    if (acc) for (let i = from - this.#read; i < to - this.#read; i++) acc[i] += own[i];
+    this.#energy += energy;
+    this.framePower = energy / FRAME_SAMPLES / (32768 * 32768);
     this.#samples += FRAME_SAMPLES;
     this.#read += FRAME_SAMPLES;
     return to > from;
@@ -126,15 +135,36 @@ interface Input {
   own: Int16Array;
 }
 
+/**
+ * `always`: a frame every 20 ms (a recording, the room's shared mix, a listener whose encoder is its
+ * own, such as a phone's G.711). `speaking`: frames only while the listener is among the mixed talkers
+ * (its mix-minus); otherwise it hears the room's shared mix, which it is not in. Its timestamps
+ * count only the frames it got, so its encoder sees one gap-free stream.
+ */
+export type OutputWhen = 'always' | 'speaking';
+
+interface Output {
+  sink: MixSink;
+  startPts: bigint;
+  when: OutputWhen;
+  frames: bigint;
+}
+
+const dbOf = (power: number) => (power > 1e-10 ? 10 * Math.log10(power) : -100);
+
 export class AudioMixer {
   readonly #inputs = new Map<string, Input>();
-  readonly #outputs = new Map<string, { sink: MixSink; startPts: bigint }>();
+  readonly #outputs = new Map<string, Output>();
   #timer?: NodeJS.Timeout;
   #startedAt = 0;
   #frames = 0n;
   #closed = false;
 
-  constructor(private readonly now: () => number = () => performance.now()) {}
+  /** `selection` picks the talkers who are mixed; by default every input is. */
+  constructor(
+    private readonly now: () => number = () => performance.now(),
+    readonly selection: MixSelection = new MixSelection({ maxSpeakers: 0 }),
+  ) {}
 
   get closed(): boolean {
     return this.#closed;
@@ -148,12 +178,13 @@ export class AudioMixer {
 
   removeInput(id: string): void {
     this.#inputs.delete(id);
+    this.selection.remove(id);
   }
 
   /** `id` is the listener; if it is also an input, that input is left out of what it hears. */
-  addOutput(id: string, sink: MixSink): void {
+  addOutput(id: string, sink: MixSink, when: OutputWhen = 'always'): void {
     this.#ensureRunning();
-    this.#outputs.set(id, { sink, startPts: this.#frames * FRAME_NS });
+    this.#outputs.set(id, { sink, startPts: this.#frames * FRAME_NS, when, frames: 0n });
   }
 
   removeOutput(id: string): void {
@@ -208,21 +239,36 @@ export class AudioMixer {
 
   /** One 20 ms frame to every listener. Exposed for tests. */
   mixFrame(ptsNs: bigint): void {
+    const at = this.#startedAt + Number(ptsNs) / 1e6;
     const acc = new Int32Array(FRAME_SAMPLES);
-    const active = new Set<string>();
+    const levels = new Map<string, number>();
     for (const [id, input] of this.#inputs) {
-      if (input.fifo.readFrame(acc, input.own, this.#startedAt + Number(ptsNs) / 1e6)) active.add(id);
+      if (input.fifo.readFrame(undefined, input.own, at)) levels.set(id, dbOf(input.fifo.framePower));
     }
-    for (const [id, { sink, startPts }] of this.#outputs) {
-      const own = active.has(id) ? this.#inputs.get(id)!.own : undefined;
-      const out = Buffer.allocUnsafe(FRAME_SAMPLES * 2);
-      for (let i = 0; i < FRAME_SAMPLES; i++) {
-        let v = own ? acc[i] - own[i] : acc[i];
-        if (v > 32767) v = 32767;
-        else if (v < -32768) v = -32768;
-        out.writeInt16LE(v, i * 2);
+    const mixed = this.selection.update(levels, at);
+    for (const id of mixed) {
+      const own = levels.has(id) ? this.#inputs.get(id)?.own : undefined;
+      if (own) for (let i = 0; i < FRAME_SAMPLES; i++) acc[i] += own[i];
+    }
+    const all = this.selection.mixesAll;
+    // Talkers' own mixes first: their RTC worker prefers them to the shared mix of the same frame.
+    for (const pass of ['speaking', 'always'] as const) {
+      for (const [id, o] of this.#outputs) {
+        if (o.when !== pass) continue;
+        const inMix = mixed.has(id) && levels.has(id);
+        if (pass === 'speaking' && !all && !mixed.has(id)) continue;
+        const own = inMix ? this.#inputs.get(id)!.own : undefined;
+        const out = Buffer.allocUnsafe(FRAME_SAMPLES * 2);
+        for (let i = 0; i < FRAME_SAMPLES; i++) {
+          let v = own ? acc[i] - own[i] : acc[i];
+          if (v > 32767) v = 32767;
+          else if (v < -32768) v = -32768;
+          out.writeInt16LE(v, i * 2);
+        }
+        const pts = pass === 'speaking' && !all ? o.frames * FRAME_NS : ptsNs - o.startPts;
+        o.frames++;
+        o.sink(out, pts, at);
       }
-      sink(out, ptsNs - startPts, this.#startedAt + Number(ptsNs) / 1e6);
     }
   }
 

@@ -70,10 +70,32 @@ export class ViewFeed implements ViewSource {
   }
 }
 
-/** One thread's socket for composite video, and the feeds it demultiplexes into. */
+/** A room's shared mix (encoded Opus) as the thread's listeners take it. */
+export class MixFeed {
+  readonly #listeners = new Set<(packet: Buffer, rtp: RtpView) => void>();
+  ssrc = 0;
+
+  constructor(readonly room: string) {}
+
+  subscribe(listener: (packet: Buffer, rtp: RtpView) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get followers(): number {
+    return this.#listeners.size;
+  }
+
+  deliver(packet: Buffer, rtp: RtpView): void {
+    for (const l of this.#listeners) l(packet, rtp);
+  }
+}
+
+/** One thread's socket for composite video and rooms' shared mixes, and the feeds it demultiplexes into. */
 export class ViewFeeds {
   readonly #byKey = new Map<string, ViewFeed>();
-  readonly #bySsrc = new Map<number, ViewFeed>();
+  readonly #bySsrc = new Map<number, ViewFeed | MixFeed>();
+  readonly #mixes = new Map<string, MixFeed>();
   #udp?: LocalUdp;
 
   constructor(private readonly askKeyframe: (key: string) => void) {}
@@ -109,6 +131,29 @@ export class ViewFeeds {
     if (g && g.ssrc === ssrc) g.startMs = startMs;
   }
 
+  /** A room's shared mix, by room id. */
+  mix(room: string): MixFeed {
+    let f = this.#mixes.get(room);
+    if (!f) this.#mixes.set(room, (f = new MixFeed(room)));
+    return f;
+  }
+
+  /** The room's shared mix (re)started with this SSRC. */
+  mixGeneration(room: string, ssrc: number): void {
+    const f = this.mix(room);
+    if (f.ssrc) this.#bySsrc.delete(f.ssrc);
+    f.ssrc = ssrc;
+    this.#bySsrc.set(ssrc, f);
+  }
+
+  /** The room's shared mix closed. */
+  forgetMix(room: string): void {
+    const f = this.#mixes.get(room);
+    if (!f) return;
+    this.#mixes.delete(room);
+    if (f.ssrc) this.#bySsrc.delete(f.ssrc);
+  }
+
   /** The composite closed. */
   forget(key: string): void {
     const f = this.#byKey.get(key);
@@ -127,5 +172,6 @@ export class ViewFeeds {
     this.#udp?.close();
     this.#byKey.clear();
     this.#bySsrc.clear();
+    this.#mixes.clear();
   }
 }

@@ -119,9 +119,9 @@ export class Mcu {
   }
 
   async #startMixer(): Promise<void> {
-    const m = await spawnMixerWorker(this.config.logLevel, this.config.mediaNice);
+    const m = await spawnMixerWorker(this.config.logLevel, this.config.mediaNice, this.config.mixSpeakers);
     this.#mixer = m;
-    m.channel.on('levels', ({ room, levels }) => this.rooms.get(room)?.levels(new Map(levels)));
+    m.channel.on('levels', ({ room, levels, mixed }) => this.rooms.get(room)?.levels(new Map(levels), mixed));
     m.channel.on('load', ({ maxLoopLagMs }) => (m.maxLoopLagMs = maxLoopLagMs));
     m.on('died', (err) => {
       if (this.#closed) return;

@@ -17,6 +17,9 @@ export interface ParticipantDeps {
   gst: GstHost;
   mixer: MixerWorker;
   audioBitrate: number;
+  /** Talkers the room's mix carries at once (MCU_MIX_SPEAKERS); 0: everyone, and every listener
+   * has its own encoder. */
+  mixSpeakers: number;
   stallMs: number;
   log: Logger;
   /** Something about this participant that others see changed (its video started or stalled). */
@@ -116,6 +119,13 @@ export class Participant {
   get audioCodec(): AudioCodec {
     return (this.tracks.audio?.codec as AudioCodec | undefined) ?? 'opus';
   }
+  /**
+   * An Opus listener hears the room's shared mix, and its own mix-minus only while it is among the
+   * mixed talkers. Phones (G.711, G.722) keep an encoder of their own.
+   */
+  get hearsSharedMix(): boolean {
+    return this.deps.mixSpeakers > 0 && this.audioCodec === 'opus' && !!this.tracks.audio?.send && !!this.peer.audioOutPort;
+  }
   get videoCodec(): VideoCodec {
     return (this.tracks.video?.codec as VideoCodec | undefined) ?? 'vp8';
   }
@@ -208,7 +218,13 @@ export class Participant {
     this.#restarts.started();
     await this.#rtc.request('peer.targets', { id: this.id, videoInPort: p.ports[EL.videoIn], audioInPort: p.ports[EL.audioIn] });
     if (spec.mix) {
-      await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: this.id, port: p.ports[EL.mixIn], format: 'l16' });
+      await this.deps.mixer.channel.request('output.add', {
+        room: this.roomId,
+        id: this.id,
+        port: p.ports[EL.mixIn],
+        format: 'l16',
+        when: this.hearsSharedMix ? 'speaking' : 'always',
+      });
     }
   }
 

@@ -15,6 +15,7 @@ import { CompositeView } from './CompositeView.js';
 import { Participant, videoChannel, type PeerHandle } from './Participant.js';
 import { Recording, type RecordingOptions } from './Recording.js';
 import { TileScalers } from './TileScalers.js';
+import { SharedMix } from './SharedMix.js';
 
 export interface RoomDeps {
   config: McuConfig;
@@ -49,6 +50,8 @@ export class Room {
   pin?: string;
   readonly #speaker: SpeakerDetector;
   readonly #scalers: TileScalers;
+  /** What every Opus listener outside the mixed talkers hears, encoded once. */
+  readonly #sharedMix: SharedMix;
   #recomposeScheduled = false;
   #closed = false;
   readonly #tick: NodeJS.Timeout;
@@ -62,6 +65,14 @@ export class Room {
     this.#speaker = new SpeakerDetector({ holdMs: deps.config.speakerHoldMs, floorDb: -50 });
     this.#scalers = new TileScalers(deps.gst, videoChannel, deps.config.fps, BigInt(deps.config.stallMs * 3) * 1_000_000n, this.#log);
     this.#tick = setInterval(() => this.#maintain(), 250);
+    this.#sharedMix = new SharedMix(id, {
+      gst: deps.gst,
+      mixer: deps.mixer,
+      presets: deps.presets,
+      bitrate: deps.config.audioBitrate,
+      rtcWorkers: deps.rtcWorkers,
+      log: this.#log,
+    });
   }
 
   get closed(): boolean {
@@ -78,6 +89,7 @@ export class Room {
       gst: this.deps.gst,
       mixer: this.deps.mixer,
       audioBitrate: this.deps.config.audioBitrate,
+      mixSpeakers: this.deps.config.mixSpeakers,
       stallMs: this.deps.config.stallMs,
       log: this.#log,
       changed: () => this.scheduleRecompose(),
@@ -87,7 +99,9 @@ export class Room {
     this.participants.set(p.id, p);
     try {
       await p.start();
+      if (p.hearsSharedMix) await this.#sharedMix.follow(p.id, p.peer.worker);
     } catch (err) {
+      this.#sharedMix.unfollow(p.id);
       this.participants.delete(p.id);
       await p.close();
       if (this.participants.size === 0) this.deps.emptied(this);
@@ -137,8 +151,12 @@ export class Room {
     if (this.events.length > 100) this.events.splice(0, this.events.length - 100);
   }
 
+  /** The talkers the mix carries now (MCU_MIX_SPEAKERS), as the mixer last reported. */
+  mixed: string[] = [];
+
   /** Audio levels from the mixer, for the active speaker. */
-  levels(levels: Map<string, number>): void {
+  levels(levels: Map<string, number>, mixed: string[] = []): void {
+    this.mixed = mixed;
     if (this.#speaker.update(levels, performance.now())) {
       this.#log.info('active speaker', { participant: this.#speaker.current });
       this.recompose();
@@ -154,6 +172,7 @@ export class Room {
   async leave(participantId: string): Promise<void> {
     const p = this.get(participantId);
     this.participants.delete(participantId);
+    this.#sharedMix.unfollow(p.id);
     for (const key of [p.shownView, p.pendingView]) if (key) this.#unfollow(p.id, key);
     await p.close();
     this.deps.left(p);
@@ -408,6 +427,7 @@ export class Room {
       activeSpeaker: this.activeSpeaker ?? null,
       events: this.events.slice(-50),
       encoders: this.views.size,
+      audio: { mixed: this.mixed, sharedMix: this.#sharedMix.running, sharedMixListeners: this.#sharedMix.followers.size },
       scalers: this.#scalers.size,
       recordings: [...this.recordings.values()].filter((r) => r.active).map((r) => r.id),
       participants: [...this.participants.values()].map((p) => p.dump()),
@@ -428,6 +448,7 @@ export class Room {
     await Promise.all([...this.views.values()].map((v) => v.close()));
     this.views.clear();
     await this.#scalers.close();
+    await this.#sharedMix.close();
     await this.deps.mixer.channel.request('room.close', { room: this.id }).catch(() => undefined);
   }
 }

@@ -87,8 +87,8 @@ export async function spawnRtcWorker(index: number, logLevel: string, nice: numb
   return w;
 }
 
-export async function spawnMixerWorker(logLevel: string, nice: number): Promise<MixerWorker> {
+export async function spawnMixerWorker(logLevel: string, nice: number, mixSpeakers: number): Promise<MixerWorker> {
   const w = new MediaWorker<MixerRequests, MixerEvents>('mixer', 0);
-  await w.channel.request('init', { logLevel, nice });
+  await w.channel.request('init', { logLevel, nice, mixSpeakers });
   return w;
 }

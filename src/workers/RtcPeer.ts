@@ -6,7 +6,8 @@
 import type { Logger } from '../core/log.js';
 import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { parseRtp, RtpRewriter } from '../media/rtp.js';
-import type { ViewSource } from '../media/viewFeeds.js';
+import type { MixFeed, ViewSource } from '../media/viewFeeds.js';
+import { MixGate } from '../media/mixGate.js';
 import type { MediaSession } from '../rtc/session.js';
 import type { DtmfEvent } from '../rtc/session.js';
 import { VideoOut } from '../media/VideoOut.js';
@@ -24,6 +25,8 @@ export interface RtcPeerDeps {
 export class RtcPeer {
   readonly videoOut?: VideoOut;
   #audioOut?: LocalUdp;
+  #gate?: MixGate;
+  #unfollowMix?: () => void;
   readonly #audioRewriter: RtpRewriter;
   #videoInPort?: number;
   #audioInPort?: number;
@@ -83,16 +86,40 @@ export class RtcPeer {
   async openAudioOut(): Promise<number | undefined> {
     if (!this.session.tracks.audio?.send) return undefined;
     this.#audioOut = await LocalUdp.open((pkt) => {
-      const rtp = parseRtp(pkt);
-      if (!rtp) return;
-      // A rebuilt pipeline's encoder starts a new stream (its own SSRC): keep the peer's one.
-      this.#audioRewriter.rewrite(pkt, rtp, rtp.ssrc);
-      const now = performance.now();
-      if (this.#lastAudioOut > 0) this.#audioGapMs = Math.max(this.#audioGapMs, now - this.#lastAudioOut);
-      this.#lastAudioOut = now;
-      this.session.sendRtp('audio', pkt);
+      if (this.#gate) this.#gate.own(pkt);
+      else this.#sendAudio(pkt);
     });
     return this.#audioOut.port;
+  }
+
+  /**
+   * The peer hears the room's shared mix whenever its own mix-minus (made only while it is among the
+   * mixed talkers) is not flowing: the gate passes one packet per frame.
+   */
+  followMix(feed: MixFeed): void {
+    const pt = this.session.tracks.audio?.payloadType;
+    if (!this.#audioOut || pt === undefined || this.session.tracks.audio?.codec !== 'opus') return;
+    this.#unfollowMix?.();
+    this.#gate?.close();
+    const gate = (this.#gate = new MixGate((pkt) => this.#sendAudio(pkt)));
+    this.#unfollowMix = feed.subscribe((packet) => {
+      // The feed's packet is every follower's: copy it before this peer's rewriting.
+      const pkt = Buffer.from(packet);
+      pkt[1] = (pkt[1] & 0x80) | pt;
+      gate.shared(pkt);
+    });
+  }
+
+  #sendAudio(pkt: Buffer): void {
+    const rtp = parseRtp(pkt);
+    if (!rtp) return;
+    // A rebuilt pipeline's encoder, or the shared mix, is another stream (its own SSRC): the peer
+    // keeps seeing one.
+    this.#audioRewriter.rewrite(pkt, rtp, rtp.ssrc);
+    const now = performance.now();
+    if (this.#lastAudioOut > 0) this.#audioGapMs = Math.max(this.#audioGapMs, now - this.#lastAudioOut);
+    this.#lastAudioOut = now;
+    this.session.sendRtp('audio', pkt);
   }
 
   setTargets(videoInPort?: number, audioInPort?: number): void {
@@ -186,6 +213,8 @@ export class RtcPeer {
     if (this.#lossTimer) clearTimeout(this.#lossTimer);
     this.#unsubscribe.splice(0).forEach((u) => u());
     this.videoOut?.close();
+    this.#unfollowMix?.();
+    this.#gate?.close();
     this.#audioOut?.close();
     await this.session.close();
   }

@@ -10,6 +10,7 @@ import { setLogLevel, type LogLevel } from '../core/log.js';
 import { L16Packetizer, pcmAtPacket } from '../media/l16.js';
 import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { AudioMixer } from '../media/audioMixer.js';
+import { MixSelection } from '../core/mixSelection.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { raiseThreadPriority } from '../core/threadPriority.js';
 import { Channel, type PortLike } from './channel.js';
@@ -25,9 +26,11 @@ interface RoomMix {
 }
 const rooms = new Map<string, RoomMix>();
 
+let mixSpeakers = 0;
+
 const roomMix = (id: string): RoomMix => {
   let r = rooms.get(id);
-  if (!r) rooms.set(id, (r = { mixer: new AudioMixer(nowMs), inputs: new Map() }));
+  if (!r) rooms.set(id, (r = { mixer: new AudioMixer(nowMs, new MixSelection({ maxSpeakers: mixSpeakers })), inputs: new Map() }));
   return r;
 };
 
@@ -40,7 +43,8 @@ function closeRoom(id: string): void {
 }
 
 channel.serve({
-  init({ logLevel, nice }) {
+  init({ logLevel, nice, mixSpeakers: k }) {
+    mixSpeakers = k;
     setLogLevel(logLevel as LogLevel);
     raiseThreadPriority('mixer-worker', nice);
   },
@@ -59,11 +63,11 @@ channel.serve({
     r.inputs.get(id)?.close();
     r.inputs.delete(id);
   },
-  'output.add'({ room, id, port, format }) {
+  'output.add'({ room, id, port, format, when }) {
     const r = roomMix(room);
     if (format === 'l16') {
       const rtp = new L16Packetizer();
-      r.mixer.addOutput(id, (pcm, pts) => sendToPipeline(port, rtp.packet(pcm, pts)));
+      r.mixer.addOutput(id, (pcm, pts) => sendToPipeline(port, rtp.packet(pcm, pts)), when);
     } else {
       r.mixer.addOutput(id, (pcm, _pts, at) => sendToPipeline(port, pcmAtPacket(pcm, at)));
     }
@@ -85,7 +89,7 @@ channel.serve({
 
 setInterval(() => {
   for (const [room, r] of rooms) {
-    channel.notify('levels', { room, levels: [...r.mixer.takeLevels()] });
+    channel.notify('levels', { room, levels: [...r.mixer.takeLevels()], mixed: [...r.mixer.selection.selected] });
   }
   channel.notify('load', { maxLoopLagMs: lag.maxLagMs });
 }, 250);

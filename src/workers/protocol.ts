@@ -5,6 +5,7 @@
 import type { VideoCodec } from '../core/pipelines.js';
 import type { LinkReport, RtcOptions, TrackInfo, MediaKind } from '../rtc/native.js';
 import type { PlainLegSpec } from '../rtc/plain.js';
+import type { OutputWhen } from '../media/audioMixer.js';
 
 export interface PeerStats {
   connected: boolean;
@@ -54,6 +55,11 @@ export type RtcRequests = {
   /** That pipeline plays from `startMs` (nowMs clock): each picture's composition instant follows. */
   'view.started': [{ key: string; ssrc: number; startMs: number }, void];
   'view.forget': [{ key: string }, void];
+  /** The room's shared mix (re)started and sends with this SSRC. */
+  'mix.generation': [{ room: string; ssrc: number }, void];
+  'mix.forget': [{ room: string }, void];
+  /** The peer hears the room's shared mix whenever its own mix-minus is not flowing. */
+  'peer.mix': [{ id: string; room: string }, void];
   /** Test mode only: the worker exits as if it had crashed. */
   'test.crash': [Record<string, never>, void];
 } & TestRequests;
@@ -78,20 +84,22 @@ export type RtcEvents = {
 };
 
 export type MixerRequests = {
-  init: [{ logLevel: string; nice: number }, void];
+  /** `mixSpeakers`: how many talkers each room's mix carries (0: every input). */
+  init: [{ logLevel: string; nice: number; mixSpeakers: number }, void];
   /** Decoded PCM of `id` arrives on the returned port. */
   'input.add': [{ room: string; id: string }, { port: number }];
   'input.remove': [{ room: string; id: string }, void];
   /** `l16`: RTP L16 for the listener's encoder; `pcm-at`: the full mix with the instant each frame
-   * stands for, for a recording. */
-  'output.add': [{ room: string; id: string; port: number; format: 'l16' | 'pcm-at' }, void];
+   * stands for, for a recording. `when`: `speaking` sends only while the listener is among the mixed
+   * talkers (the rest of the time it hears the room's shared mix). */
+  'output.add': [{ room: string; id: string; port: number; format: 'l16' | 'pcm-at'; when?: OutputWhen }, void];
   'output.remove': [{ room: string; id: string }, void];
   'room.close': [{ room: string }, void];
 } & TestRequests;
 
 export type MixerEvents = {
   /** Each input's RMS level (dBFS) since the last report, for the active speaker. */
-  levels: { room: string; levels: Array<[string, number]> };
+  levels: { room: string; levels: Array<[string, number]>; mixed: string[] };
   /** Four times a second: this thread's longest event-loop stall. */
   load: { maxLoopLagMs: number };
 };

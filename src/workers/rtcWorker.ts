@@ -107,6 +107,15 @@ channel.serve({
   'view.forget'({ key }) {
     feeds.forget(key);
   },
+  'mix.generation'({ room, ssrc }) {
+    feeds.mixGeneration(room, ssrc);
+  },
+  'mix.forget'({ room }) {
+    feeds.forgetMix(room);
+  },
+  'peer.mix'({ id, room }) {
+    peers.get(id)?.followMix(feeds.mix(room));
+  },
   'test.crash'() {
     setImmediate(() => process.exit(70));
   },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  sharedMixLaunch,
   chain,
   compositeLaunch,
   loadPresets,
@@ -77,6 +78,7 @@ const CASES: Record<string, () => string> = {
       presets,
     ),
   participantOpusMixPt: () => participantLaunch({ mix: { codec: 'opus', bitrate: 32000, rtpPort: 6602, payloadType: 109 } }, presets),
+  sharedMix: () => sharedMixLaunch({ codec: 'opus', bitrate: 32000, ssrc: 4242, rtpPorts: [7100, 7102] }, presets),
   scaler: () => scalerLaunch({ source: 'mcu-v-a', channel: 'mcu-v-a-314x176', width: 314, height: 176, fps: 30, inputTimeoutNs: 6_000_000_000n }),
   recorderWebm: () => recorderLaunch({ format: 'webm', audioBitrate: 64000, file: '/r/a b.webm' }, presets),
   recorderMp4: () => recorderLaunch({ format: 'mp4', audioBitrate: 128000, file: '/r/x.mp4' }, presets),
@@ -137,6 +139,7 @@ const GOLDEN: Record<keyof typeof CASES, string> = {
     'udpsrc name=mixin address=127.0.0.1 port=0 reuse=false buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_g722 name=aenc ! rtpg722pay pt=101 min-ptime=20000000 max-ptime=20000000 ! udpsink host=127.0.0.1 port=6502 sync=false async=false',
   ].join('  '),
   participantOpusMixPt: 'udpsrc name=mixin address=127.0.0.1 port=0 reuse=false buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay pt=109 mtu=1200 ! udpsink host=127.0.0.1 port=6602 sync=false async=false',
+  sharedMix: 'udpsrc name=mixin address=127.0.0.1 port=0 reuse=false buffer-size=262144 caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,channels=1,payload=96" ! rtpL16depay ! audioconvert ! opusenc name=aenc bitrate=32000 complexity=5 frame-size=20 audio-type=voice inband-fec=true dtx=false ! rtpopuspay ssrc=4242 pt=111 mtu=1200 ! multiudpsink name=aout clients="127.0.0.1:7100,127.0.0.1:7102" sync=false async=false',
   scaler: 'intervideosrc name=scale channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! intervideosink name=out sync=false channel=mcu-v-a-314x176',
   recorderWebm: [
     'webmmux name=mux writing-app=webrtc-mcu min-cluster-duration=1000000000 max-cluster-duration=1000000000 ! filesink name=file location="/r/a b.webm" buffer-mode=unbuffered',
