@@ -1,0 +1,129 @@
+import dgram from 'node:dgram';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RtpPacket } from 'werift';
+import { GstPipeline } from '../../src/gst/native.js';
+import { LocalUdp } from '../../src/media/localUdp.js';
+import { pcmFrom, sleep, toneDb, toneSender } from '../helpers/media.js';
+import { authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
+
+// The mix carries the two loudest talkers here (MCU_MIX_SPEAKERS=2), so that a third talker and a
+// silent listener both hear the room's shared mix, and the talkers their own mix-minus.
+let server: ServerProcess;
+const cleanup: Array<() => unknown> = [];
+beforeAll(async () => {
+  server = await startServerProcess({ MCU_MIX_SPEAKERS: '2' });
+});
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+  expect(await server.stop()).toBe(0);
+});
+
+const ROOM = 'shared-mix';
+
+/** Sends a tone as the peer's microphone. */
+async function talk(peer: WeriftPeer, freq: number) {
+  const track = peer.send.audio!;
+  const udp = await LocalUdp.open((b) => track.writeRtp(RtpPacket.deSerialize(b)));
+  const p = toneSender(freq, udp.port);
+  cleanup.push(() => p.close(), () => udp.close());
+  return () => {
+    p.close();
+    udp.close();
+  };
+}
+
+/** Decodes what the peer hears into PCM, with an independent GStreamer pipeline. */
+async function ears(peer: WeriftPeer) {
+  const pcm: Buffer[] = [];
+  const out = await LocalUdp.open((b) => pcm.push(b));
+  const dec = new GstPipeline(
+    'udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! ' +
+      `rtpjitterbuffer latency=60 ! rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${out.port} sync=false`,
+  );
+  dec.play();
+  const port = Number(dec.get('src', 'port'));
+  const sock = dgram.createSocket('udp4');
+  peer.onRtp('audio', (rtp) => {
+    const b = rtp.serialize();
+    b[1] = (b[1] & 0x80) | 111;
+    sock.send(b, port, '127.0.0.1');
+  });
+  cleanup.push(() => dec.close(), () => out.close(), () => sock.close());
+  /** The level of each tone in the last `ms` of what it heard. */
+  return async (ms: number, freqs: number[]): Promise<Record<number, number>> => {
+    pcm.length = 0;
+    await sleep(ms);
+    const samples = pcmFrom(pcm.splice(0));
+    expect(samples.length).toBeGreaterThan((48 * ms) / 2);
+    return Object.fromEntries(freqs.map((f) => [f, toneDb(samples, f)]));
+  };
+}
+
+async function room() {
+  return (await (await authFetch(`${server.url}/v1/rooms/${ROOM}`)).json()) as {
+    audio: { mixed: string[]; sharedMix: boolean; sharedMixListeners: number };
+  };
+}
+
+async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  let v = await what();
+  while (!ok(v) && Date.now() < end) {
+    await sleep(200);
+    v = await what();
+  }
+  return v;
+}
+
+describe('the shared mix (the loudest talkers, encoded once for everyone outside them)', () => {
+  const HEARD = -30; // dBFS: the tones are sent at about -12
+  const NOT_HEARD = -60;
+
+  it('talkers hear each other but not themselves; a third talker and a listener hear the two talkers, and the third comes in when one leaves', async () => {
+    const a = await joinWerift(server.url, ROOM, 'A', { audio: 'sendrecv' });
+    const b = await joinWerift(server.url, ROOM, 'B', { audio: 'sendrecv' });
+    const c = await joinWerift(server.url, ROOM, 'C', { audio: 'sendrecv' });
+    const d = await joinWerift(server.url, ROOM, 'D', { audio: 'recvonly' });
+    cleanup.push(() => a.close(), () => b.close(), () => c.close(), () => d.close());
+    const stopA = await talk(a, 440);
+    await talk(b, 700);
+    // C starts when A and B have the mix: as loud as they are, it does not take a place from them.
+    const r0 = await until(room, (r) => r.audio.mixed.length === 2);
+    expect(r0.audio.mixed.sort()).toEqual([a.id, b.id].sort());
+    await talk(c, 1100);
+    const [hearA, hearB, hearC, hearD] = await Promise.all([a, b, c, d].map(ears));
+    await sleep(1500);
+
+    const [atA, atB, atC, atD] = await Promise.all([hearA, hearB, hearC, hearD].map((h) => h(2000, [440, 700, 1100])));
+    // Each talker: its own mix-minus, the other talker only.
+    expect(atA[700], 'A hears B').toBeGreaterThan(HEARD);
+    expect(atA[440], 'A does not hear itself').toBeLessThan(NOT_HEARD);
+    expect(atB[440], 'B hears A').toBeGreaterThan(HEARD);
+    expect(atB[700], 'B does not hear itself').toBeLessThan(NOT_HEARD);
+    // Everyone else: the shared mix, which carries A and B and not C.
+    for (const [who, at] of [['C', atC], ['D', atD]] as const) {
+      expect(at[440], `${who} hears A`).toBeGreaterThan(HEARD);
+      expect(at[700], `${who} hears B`).toBeGreaterThan(HEARD);
+      expect(at[1100], `${who} does not hear C (not mixed)`).toBeLessThan(NOT_HEARD);
+    }
+    expect(atA[1100]).toBeLessThan(NOT_HEARD);
+    const r1 = await room();
+    expect(r1.audio.mixed.sort()).toEqual([a.id, b.id].sort());
+    expect(r1.audio.sharedMix).toBe(true);
+    expect(r1.audio.sharedMixListeners).toBe(4);
+
+    // A stops talking: after the hold (1 s) C takes its place.
+    stopA();
+    const r2 = await until(room, (r) => r.audio.mixed.includes(c.id));
+    expect(r2.audio.mixed.sort()).toEqual([b.id, c.id].sort());
+    await sleep(500);
+    const [atC2, atD2, atA2] = await Promise.all([hearC, hearD, hearA].map((h) => h(2000, [440, 700, 1100])));
+    expect(atC2[700], 'C hears B').toBeGreaterThan(HEARD);
+    expect(atC2[1100], 'C, now a talker, does not hear itself').toBeLessThan(NOT_HEARD);
+    expect(atD2[700]).toBeGreaterThan(HEARD);
+    expect(atD2[1100], 'D hears C now').toBeGreaterThan(HEARD);
+    expect(atA2[1100], 'A, now outside the talkers, hears C').toBeGreaterThan(HEARD);
+    expect(atA2[700]).toBeGreaterThan(HEARD);
+  });
+});
