@@ -16,6 +16,8 @@ import { requester } from './ipc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FPS = 30;
+/** The video codecs each peer offers, in order (BENCH_VIDEO_CODECS, default vp8). */
+const CODECS = (process.env.BENCH_VIDEO_CODECS ?? 'vp8').split(',').filter((c) => c === 'vp8' || c === 'h264');
 
 if (isMainThread) {
   const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
@@ -29,8 +31,14 @@ if (isMainThread) {
   }
   // One shared encoder feeds every publisher in every thread.
   const clients = (kind) => workers.map((w) => `127.0.0.1:${w.ports[kind]}`).join(',');
+  // With BENCH_VIDEO_CODECS=vp8,h264 the peers offer both, as a browser does, and publish in
+  // whichever the server answers with: the same pictures encoded once in each.
+  const h264 = CODECS.includes('h264')
+    ? `v. ! queue ! x264enc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=60 bitrate=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink clients=${clients('h264')} sync=false async=false `
+    : '';
   const source = new GstPipeline(
-    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
+    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! tee name=v ! queue ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
+      h264 +
       `audiotestsrc is-live=true wave=sine freq=440 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('audio')} sync=false async=false`,
   );
   source.play();
@@ -63,9 +71,9 @@ if (isMainThread) {
   const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
   const peers = [];
   let measuring = false;
-  const feed = { video: new Set(), audio: new Set() };
+  const feed = { video: new Set(), h264: new Set(), audio: new Set() };
   const udp = {};
-  for (const kind of ['video', 'audio']) {
+  for (const kind of ['video', 'h264', 'audio']) {
     udp[kind] = await LocalUdp.open((b) => {
       // Each sender rewrites the header it is given: every track gets its own copy.
       for (const track of feed[kind]) track.writeRtp(RtpPacket.deSerialize(b));
@@ -73,7 +81,7 @@ if (isMainThread) {
   }
 
   async function join({ url, room, name, token, video = true, waitConnected = false }) {
-    const pc = loopbackPeer();
+    const pc = loopbackPeer(CODECS);
     const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
     const tracks = {};
     for (const kind of video ? ['audio', 'video'] : ['audio']) {
@@ -106,8 +114,12 @@ if (isMainThread) {
         throw new Error(`not connected within 10 s (${pc.connectionState})`);
       });
     }
-    for (const [kind, track] of Object.entries(tracks)) feed[kind].add(track);
-    peers.push({ pc, s, tracks, bye });
+    // Each track is fed the source in the codec its sender negotiated.
+    const sent = (kind) => pc.getTransceivers().find((t) => t.sender.track === tracks[kind])?.sender.codec?.mimeType.toLowerCase();
+    const feedOf = (kind) => (kind === 'video' && sent(kind) === 'video/h264' ? 'h264' : kind);
+    for (const [kind, track] of Object.entries(tracks)) feed[feedOf(kind)].add(track);
+    const feeds = Object.fromEntries(Object.keys(tracks).map((k) => [k, feedOf(k)]));
+    peers.push({ pc, s, tracks, feeds, bye });
     return { id: location.split('/').pop() };
   }
 
@@ -122,7 +134,7 @@ if (isMainThread) {
         result = peers.map((p) => ({ frames: p.s.frames, audio: p.s.audio, maxAudioGapMs: Math.round(p.s.maxAudioGapMs), maxFrameGapMs: Math.round(p.s.maxFrameGapMs), video: !!p.tracks.video }));
       } else if (m.cmd === 'leaveAll') {
         const all = peers.splice(0);
-        for (const p of all) for (const [kind, track] of Object.entries(p.tracks)) feed[kind].delete(track);
+        for (const p of all) for (const [kind, track] of Object.entries(p.tracks)) feed[p.feeds[kind]].delete(track);
         await Promise.all(all.map(async (p) => {
           await p.bye();
           await p.pc.close().catch(() => undefined);
@@ -133,5 +145,5 @@ if (isMainThread) {
       parentPort.postMessage({ id: m.id, error: String(err?.message ?? err) });
     }
   });
-  parentPort.postMessage({ ports: { video: udp.video.port, audio: udp.audio.port } });
+  parentPort.postMessage({ ports: { video: udp.video.port, h264: udp.h264.port, audio: udp.audio.port } });
 }

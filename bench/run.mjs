@@ -9,6 +9,8 @@
 //   BENCH_SIZES_B   case (b) sizes, per-viewer 640x360 composites (default 4,6,8,10,12)
 //   BENCH_SIZES_AUDIO  audio-only room sizes (default 10,20,30,40)
 //   BENCH_JOINS     Chromium joins timed for the join-time figure (default 10; 0 skips it)
+//   BENCH_VIDEO_CODECS  the video codecs each generated peer offers, in order (default vp8; vp8,h264 as a
+//                   browser does, with the server's MCU_VIDEO_CODEC=h264 to measure H.264 composites)
 //   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join,joins100 (default all)
 //   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
 import { execFileSync, spawn } from 'node:child_process';

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { BadRequestError } from './errors.js';
+import type { VideoCodec } from './codecs.js';
 
 /** Server configuration. Every field comes from an environment variable with a documented default. */
 export interface McuConfig {
@@ -28,6 +29,9 @@ export interface McuConfig {
   audioBitrate: number;
   /** MCU_STALL_MS: a video input silent this long shows its placeholder. Default 2000. */
   stallMs: number;
+  /** MCU_VIDEO_CODEC: `h264` or `vp8` is taken whenever a peer offers it, whatever the offer's
+   * order; unset, the offer's order decides (browsers put VP8 first). */
+  preferVideo?: VideoCodec;
   /** MCU_MIX_SPEAKERS: how many talkers the mix carries at once, the loudest (0: everyone, with one
    * encoder per listener). Everyone else shares one encoded mix per room. Default 4. */
   mixSpeakers: number;
@@ -128,6 +132,12 @@ function int(name: string, value: string | undefined, fallback: number, min: num
   return n;
 }
 
+function videoCodecPreference(value: string | undefined): VideoCodec | undefined {
+  if (value === undefined || value === '' || value === 'offer') return undefined;
+  if (value === 'h264' || value === 'vp8') return value;
+  throw new BadRequestError(`MCU_VIDEO_CODEC must be h264, vp8 or offer, got "${value}"`, 'bad_config');
+}
+
 function publicUrl(value: string | undefined): string | undefined {
   if (!value) return undefined;
   let u: URL;
@@ -172,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     videoBitrate: int('MCU_VIDEO_BITRATE', env.MCU_VIDEO_BITRATE, 800_000, 50_000, 20_000_000),
     audioBitrate: int('MCU_AUDIO_BITRATE', env.MCU_AUDIO_BITRATE, 32_000, 6_000, 510_000),
     stallMs: int('MCU_STALL_MS', env.MCU_STALL_MS, 2000, 200, 60_000),
+    preferVideo: videoCodecPreference(env.MCU_VIDEO_CODEC),
     mixSpeakers: int('MCU_MIX_SPEAKERS', env.MCU_MIX_SPEAKERS, 4, 0, 64),
     speakerHoldMs: int('MCU_SPEAKER_HOLD_MS', env.MCU_SPEAKER_HOLD_MS, 1500, 0, 60_000),
     peerTimeoutMs: int('MCU_PEER_TIMEOUT_MS', env.MCU_PEER_TIMEOUT_MS, 5000, 1000, 120_000),

@@ -235,6 +235,7 @@ export class Mcu {
           canPublish: opts.canPublish ?? true,
           canSubscribe: opts.canSubscribe ?? true,
           nack: this.config.nack,
+          preferVideo: this.config.preferVideo,
         },
         label: { room: roomId, participant: id.slice(0, 8), name },
       });

@@ -29,6 +29,8 @@ export interface RtcOptions {
   canSubscribe?: boolean;
   /** False: NACK and RTX are not negotiated (MCU_NACK=0), to measure what they repair. Default true. */
   nack?: boolean;
+  /** A video codec to take when the offer has it, whatever the offer's order (MCU_VIDEO_CODEC). */
+  preferVideo?: VideoCodec;
 }
 
 export type MediaKind = 'audio' | 'video';
@@ -139,6 +141,9 @@ export class PeerSession implements MediaSession {
     const summary = inspectOffer(offerSdp);
     const offeredVideo = summary.media.find((m) => m.kind === 'video');
     const videoOrder: VideoCodec[] = offeredVideo?.codecs.filter((c): c is VideoCodec => c !== 'opus') ?? [];
+    // The server's preference, where the offer has it: H.264 costs the server's encoders less than
+    // half what VP8 does (x264 ultrafast 0.03 core at 360p against 0.07).
+    if (opts.preferVideo && videoOrder.includes(opts.preferVideo)) videoOrder.sort((a, b) => Number(b === opts.preferVideo) - Number(a === opts.preferVideo));
     for (const c of ['vp8', 'h264'] as VideoCodec[]) if (!videoOrder.includes(c)) videoOrder.push(c);
 
     const pc = new RTCPeerConnection({

@@ -1,27 +1,28 @@
 // Shared by the werift test peers (test/helpers/weriftPeer.ts) and the benchmarks (bench/*.mjs):
 // a werift peer connection that gathers on 127.0.0.1 only (no STUN, no mDNS) and offers Opus and
-// one video codec.
+// one video codec, or several in the order given (['vp8', 'h264'] as a browser does).
 import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 
 export function loopbackPeer(videoCodec = 'vp8') {
   const feedback = [{ type: 'nack', parameter: 'pli' }];
+  const codecs = {
+    h264: () =>
+      new RTCRtpCodecParameters({
+        mimeType: 'video/H264',
+        clockRate: 90000,
+        payloadType: 102,
+        rtcpFeedback: feedback,
+        parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+      }),
+    vp8: () => new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: feedback }),
+  };
   return new RTCPeerConnection({
     iceServers: [],
     iceAdditionalHostAddresses: ['127.0.0.1'],
     iceUseIpv6: false,
     codecs: {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
-      video: [
-        videoCodec === 'h264'
-          ? new RTCRtpCodecParameters({
-              mimeType: 'video/H264',
-              clockRate: 90000,
-              payloadType: 102,
-              rtcpFeedback: feedback,
-              parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
-            })
-          : new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, payloadType: 96, rtcpFeedback: feedback }),
-      ],
+      video: [videoCodec].flat().map((c) => codecs[c]()),
     },
   });
 }

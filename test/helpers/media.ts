@@ -26,13 +26,17 @@ export function pcmFrom(buffers: Buffer[]): Int16Array {
   return out;
 }
 
-/** A GStreamer VP8 publisher of one solid colour, sending RTP to a port on 127.0.0.1. */
-export function colourSender(rgb: [number, number, number], port: number, size = '320x180'): GstPipeline {
+/** A GStreamer VP8 (or H.264) publisher of one solid colour, sending RTP to a port on 127.0.0.1. */
+export function colourSender(rgb: [number, number, number], port: number, size = '320x180', codec: 'vp8' | 'h264' = 'vp8'): GstPipeline {
   const [w, h] = size.split('x');
   const argb = (0xff << 24) | (rgb[0] << 16) | (rgb[1] << 8) | rgb[2];
+  const enc =
+    codec === 'vp8'
+      ? 'vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96'
+      : 'x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 config-interval=-1';
   const p = new GstPipeline(
     `videotestsrc is-live=true pattern=solid-color foreground-color=${argb >>> 0} ! video/x-raw,width=${w},height=${h},framerate=30/1 ! ` +
-      `vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! udpsink host=127.0.0.1 port=${port} sync=false async=false`,
+      `${enc} ! udpsink host=127.0.0.1 port=${port} sync=false async=false`,
   );
   p.play();
   return p;

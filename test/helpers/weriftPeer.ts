@@ -21,7 +21,8 @@ export interface WeriftPeer {
 export interface PeerOptions {
   audio?: RTCRtpTransceiverDirection;
   video?: RTCRtpTransceiverDirection;
-  videoCodec?: 'vp8' | 'h264';
+  /** One codec, or several in this order (a browser offers VP8 first, then H.264). */
+  videoCodec?: 'vp8' | 'h264' | Array<'vp8' | 'h264'>;
 }
 
 type RTCRtpTransceiverDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
