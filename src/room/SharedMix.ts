@@ -52,6 +52,8 @@ export class SharedMix {
     this.followers.set(id, { worker });
     await this.#ensure();
     this.#updatePorts();
+    // A worker started after the mix (a restarted one) has not heard its SSRC yet.
+    if (this.#ssrc) await worker.channel.request('mix.generation', { room: this.roomId, ssrc: this.#ssrc });
     await worker.channel.request('peer.mix', { id, room: this.roomId });
   }
 

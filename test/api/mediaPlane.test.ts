@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
 import type { GstPipeline } from '../../src/gst/native.js';
 import { LocalUdp } from '../../src/media/localUdp.js';
-import { colourSender, toneSender } from '../helpers/media.js';
+import { colourSender, sleep, toneSender } from '../helpers/media.js';
 import { apiCall, authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
@@ -117,7 +117,21 @@ describe('an RTC worker that dies', () => {
     const t = performance.now();
     await until(() => within(got.audio, t, Infinity).length > 50, 10_000, 'B still hearing the mix');
 
-    // A fresh worker has taken the slot: a new person joins and receives.
+    // A fresh worker has taken the slot. A listener who says nothing joins it (the less loaded) and
+    // hears the room's shared mix there, which was started before that worker was.
+    // Until the fresh worker is up, joins go to B's: try again until one lands there.
+    let d = await joinWerift(server.url, room, 'D', { audio: 'recvonly' });
+    for (let i = 0; i < 40 && (await workerOf()).get(d.id) === before.get(b.id); i++) {
+      await d.leave();
+      await d.close();
+      await sleep(250);
+      d = await joinWerift(server.url, room, 'D', { audio: 'recvonly' });
+    }
+    const listener = d;
+    cleanup.push(() => listener.close());
+    expect((await workerOf()).get(d.id)).not.toBe(before.get(b.id));
+    await until(() => listener.received.audio > 50, 10_000, 'D hearing the shared mix on the fresh worker');
+    // And a new person joins and receives.
     const c = await joinWerift(server.url, room, 'C', { audio: 'sendrecv', video: 'sendrecv' });
     cleanup.push(() => c.close());
     await publish(c, [40, 200, 40], 1100);
