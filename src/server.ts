@@ -31,6 +31,21 @@ export async function startServer(config: McuConfig = loadConfig()): Promise<Run
   // Slow or idle clients cannot hold connections for ever.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
+  // Node's parser refuses a request line or headers over 16 KB before the app sees them, with a bare
+  // 431 (or 400) and no body: answer in the API's JSON error form instead, and close.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify({
+      error: tooLarge
+        ? { code: 'request_too_large', message: 'the request line and headers must fit in 16 KB (a long name or query?)' }
+        : { code: 'bad_request', message: 'the HTTP request could not be parsed' },
+    });
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());

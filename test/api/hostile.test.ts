@@ -266,9 +266,11 @@ describe('hostile input to the real server', () => {
         ),
         async (query) => {
           const r = await send('POST', `/v1/rooms/fz-names/participants?${query}`, { body: 'v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 x 0\r\n', type: 'application/sdp' });
-          expect([400, 415]).toContain(r.status);
+          // 431: a query over Node's 16 KB header limit (the server still answers in JSON).
+          expect([400, 415, 431]).toContain(r.status);
         },
       ),
+      [['name=' + 'x'.repeat(20_000)], [Array.from({ length: 5 }, (_, i) => `k${i}=${'x'.repeat(5000)}`).join('&')]],
     );
   });
 
