@@ -91,10 +91,10 @@ export class SampleFifo {
   }
 
   /**
-   * Adds the frame that starts at mix time `atMs` (samples that arrived PLAYOUT_DELAY_MS before)
-   * into `acc`, and copies it into `own`. Returns false when there was nothing to play.
+   * Copies the frame that starts at mix time `atMs` (samples that arrived PLAYOUT_DELAY_MS before)
+   * into `own`, and its mean square into `framePower`. Returns false when there was nothing to play.
    */
-  readFrame(acc: Int32Array | undefined, own: Int16Array, atMs: number): boolean {
+  readFrame(own: Int16Array, atMs: number): boolean {
     own.fill(0);
     this.framePower = 0;
     if (this.#starved) return false;
@@ -117,7 +117,6 @@ export class SampleFifo {
       own[idx - this.#read] = v;
       energy += v * v;
     }
-    if (acc) for (let i = from - this.#read; i < to - this.#read; i++) acc[i] += own[i];
     this.#energy += energy;
     this.framePower = energy / FRAME_SAMPLES / (32768 * 32768);
     this.#samples += FRAME_SAMPLES;
@@ -243,7 +242,7 @@ export class AudioMixer {
     const acc = new Int32Array(FRAME_SAMPLES);
     const levels = new Map<string, number>();
     for (const [id, input] of this.#inputs) {
-      if (input.fifo.readFrame(undefined, input.own, at)) levels.set(id, dbOf(input.fifo.framePower));
+      if (input.fifo.readFrame(input.own, at)) levels.set(id, dbOf(input.fifo.framePower));
     }
     const mixed = this.selection.update(levels, at);
     for (const id of mixed) {

@@ -74,7 +74,7 @@ describe('AudioMixer (mix-minus)', () => {
         fifo.write(b);
         if ((t - phase) % 20 === 10 && t > 200) {
           const own = new Int16Array(FRAME_SAMPLES);
-          fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, Math.floor(t / 20) * 20 - 20);
+          fifo.readFrame(own, Math.floor(t / 20) * 20 - 20);
           // The first sample of the frame at mix time T arrived at T - 40 ms (the ramp tells when:
           // the packet holding sample n arrived at phase - 10 + (n + 1) / 48 ms, had it been on time).
           const arrivedAt = phase - 10 + (own[0] + 1) / 48;
@@ -98,11 +98,11 @@ describe('AudioMixer (mix-minus)', () => {
     for (let k = 50; k < 60; k++) fifo.write(frame(k));
     const own = new Int16Array(FRAME_SAMPLES);
     // The frame at mix time 1000 plays what arrived at 960-980 in truth: packet 48.
-    fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, 1000);
+    fifo.readFrame(own, 1000);
     expect(own[0]).toBe(48);
-    fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, 1020);
+    fifo.readFrame(own, 1020);
     expect(own[0]).toBe(49);
-    fifo.readFrame(new Int32Array(FRAME_SAMPLES), own, 1040);
+    fifo.readFrame(own, 1040);
     expect(own[0]).toBe(50);
     expect(fifo.corrections).toBe(1); // only the first anchoring read
   });
