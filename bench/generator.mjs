@@ -3,8 +3,9 @@
 // measures: publishers and viewers are werift peers spread over worker threads, all fed by one
 // shared GStreamer encoder (VP8 640x360 at 30 fps, and Opus). The bench (bench/run.mjs) drives it
 // over the IPC channel of child_process.fork and reads its CPU from /proc.
-//   join { url, room, name, token, video, waitConnected }  -> { id }   a peer that sends and receives
-//                                    (video optional; waitConnected: once ICE and DTLS are done)
+//   join { url, room, name, token, video, waitConnected, silent }  -> { id }   a peer that sends and receives
+//                                    (video optional; waitConnected: once ICE and DTLS are done;
+//                                    silent: its microphone sends Opus of silence, not the tone)
 //   measure { on }                                   start (resetting counters) or stop counting
 //   stats                             -> [{ frames, audio, maxAudioGapMs, maxFrameGapMs }]
 //   leaveAll
@@ -39,7 +40,8 @@ if (isMainThread) {
   const source = new GstPipeline(
     `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! tee name=v ! queue ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
       h264 +
-      `audiotestsrc is-live=true wave=sine freq=440 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('audio')} sync=false async=false`,
+      `audiotestsrc is-live=true wave=sine freq=440 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('audio')} sync=false async=false ` +
+      `audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('silent')} sync=false async=false`,
   );
   source.play();
   process.on('message', async (m) => {
@@ -71,16 +73,16 @@ if (isMainThread) {
   const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
   const peers = [];
   let measuring = false;
-  const feed = { video: new Set(), h264: new Set(), audio: new Set() };
+  const feed = { video: new Set(), h264: new Set(), audio: new Set(), silent: new Set() };
   const udp = {};
-  for (const kind of ['video', 'h264', 'audio']) {
+  for (const kind of ['video', 'h264', 'audio', 'silent']) {
     udp[kind] = await LocalUdp.open((b) => {
       // Each sender rewrites the header it is given: every track gets its own copy.
       for (const track of feed[kind]) track.writeRtp(RtpPacket.deSerialize(b));
     });
   }
 
-  async function join({ url, room, name, token, video = true, waitConnected = false }) {
+  async function join({ url, room, name, token, video = true, waitConnected = false, silent = false }) {
     const pc = loopbackPeer(CODECS);
     const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
     const tracks = {};
@@ -116,7 +118,7 @@ if (isMainThread) {
     }
     // Each track is fed the source in the codec its sender negotiated.
     const sent = (kind) => pc.getTransceivers().find((t) => t.sender.track === tracks[kind])?.sender.codec?.mimeType.toLowerCase();
-    const feedOf = (kind) => (kind === 'video' && sent(kind) === 'video/h264' ? 'h264' : kind);
+    const feedOf = (kind) => (kind === 'video' && sent(kind) === 'video/h264' ? 'h264' : kind === 'audio' && silent ? 'silent' : kind);
     for (const [kind, track] of Object.entries(tracks)) feed[feedOf(kind)].add(track);
     const feeds = Object.fromEntries(Object.keys(tracks).map((k) => [k, feedOf(k)]));
     peers.push({ pc, s, tracks, feeds, bye });
@@ -145,5 +147,5 @@ if (isMainThread) {
       parentPort.postMessage({ id: m.id, error: String(err?.message ?? err) });
     }
   });
-  parentPort.postMessage({ ports: { video: udp.video.port, h264: udp.h264.port, audio: udp.audio.port } });
+  parentPort.postMessage({ ports: { video: udp.video.port, h264: udp.h264.port, audio: udp.audio.port, silent: udp.silent.port } });
 }

@@ -8,6 +8,8 @@
 //   BENCH_SIZES_A   case (a) sizes, one shared 1280x720 layout (default 8,16,24,30, until real time is lost)
 //   BENCH_SIZES_B   case (b) sizes, per-viewer 640x360 composites (default 4,6,8,10,12)
 //   BENCH_SIZES_AUDIO  audio-only room sizes (default 10,20,30,40)
+//   BENCH_AUDIO_TALKERS  in the audio-only rooms, how many send the tone; the others send silence
+//                   (default: everyone, the worst case for the mix)
 //   BENCH_JOINS     Chromium joins timed for the join-time figure (default 10; 0 skips it)
 //   BENCH_VIDEO_CODECS  the video codecs each generated peer offers, in order (default vp8; vp8,h264 as a
 //                   browser does, with the server's MCU_VIDEO_CODEC=h264 to measure H.264 composites)
@@ -166,7 +168,8 @@ async function measureRoom(server, gen, n, kind) {
   await api(`${server.url}/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: room }) });
   if (kind === 'a') await api(`${server.url}/v1/rooms/${room}/layout`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ selfView: true }) });
   const ids = [];
-  for (let i = 0; i < n; i++) ids.push((await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `p${i}`, video: kind !== 'audio' })).id);
+  const talkers = kind === 'audio' ? Number(process.env.BENCH_AUDIO_TALKERS ?? n) : n;
+  for (let i = 0; i < n; i++) ids.push((await gen.call({ cmd: 'join', url: server.url, room, token: await roomToken(server, room), name: `p${i}`, video: kind !== 'audio', silent: i >= talkers })).id);
   if (kind === 'rungs') {
     // Case (b) with its viewers spread over three rungs: a third at full, a third at half the
     // bitrate, the rest at a quarter of the size (as a congested link or a small screen would put them).
@@ -529,7 +532,7 @@ console.log(header.join(' | '));
 for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps ?? '-', r.medianFps ?? '-', r.maxAudioGapMs, r.serverMaxFrameLateMs == null ? '-' : `${r.serverMaxFrameLateMs}/${r.serverP99FrameLateMs}`, r.serverCores, r.cpuPerParticipant, r.generatorCores, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
 console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}, audio only ${capacity.audio}`);
 const audioRows = rows.filter((r) => r.case === 'audio');
-if (audioRows.length) console.log(`audio only: ${audioRows.map((r) => `${r.participants} people ${(r.cpuPerParticipant * 1000).toFixed(0)} millicores each, largest gap ${r.maxAudioGapMs} ms`).join('; ')}`);
+if (audioRows.length) console.log(`audio only${process.env.BENCH_AUDIO_TALKERS ? ` (${process.env.BENCH_AUDIO_TALKERS} talking, the rest silent)` : ''}: ${audioRows.map((r) => `${r.participants} people ${(r.cpuPerParticipant * 1000).toFixed(0)} millicores each, largest gap ${r.maxAudioGapMs} ms`).join('; ')}`);
 if (switching) console.log(`layout switch (${switching.switches} switches): largest gap between frames at the viewer ${switching.maxGapMs} ms (median of per-switch maxima ${switching.medianMaxGapMs} ms; one frame is ${switching.frameIntervalMs} ms); switch done in median ${switching.switchMedianMs} ms, p95 ${switching.switchP95Ms} ms`);
 if (lat) {
   for (const k of ['video', 'audio']) {
