@@ -207,6 +207,9 @@ export const threadRules = (mediaNice: number) => [
 /** multiudpsink's `clients`: loopback ports as host:port pairs. */
 export const udpClients = (ports: number[]) => ports.map((p) => `127.0.0.1:${p}`).join(',');
 
+/** The threads' sockets a multiudpsink sends to, once each and in order: from its followers' ports. */
+export const distinctPorts = (ports: Iterable<number>): number[] => [...new Set(ports)].sort((a, b) => a - b);
+
 const LOOPBACK = bare('127.0.0.1');
 
 const udpSink = (port: number) => el('udpsink', { host: LOOPBACK, port, sync: false, async: false });

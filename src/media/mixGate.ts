@@ -14,7 +14,7 @@ export class MixGate {
   #lastOwnAt = -Infinity;
   #lastSentAt = -Infinity;
   #lastSentShared = false;
-  #held?: { at: number; cancel: () => void; packet: Buffer };
+  #held?: { cancel: () => void; packet: Buffer };
   /** Packets dropped as a second copy of a frame. */
   dropped = 0;
 
@@ -59,7 +59,7 @@ export class MixGate {
       this.#held = undefined;
       this.#out(h.packet, true, now);
     }
-    const held = { at: now, packet, cancel: () => {} };
+    const held = { packet, cancel: () => {} };
     held.cancel = this.later(() => {
       if (this.#held !== held) return;
       this.#held = undefined;

@@ -75,15 +75,9 @@ export class MixFeed {
   readonly #listeners = new Set<(packet: Buffer, rtp: RtpView) => void>();
   ssrc = 0;
 
-  constructor(readonly room: string) {}
-
   subscribe(listener: (packet: Buffer, rtp: RtpView) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
-  }
-
-  get followers(): number {
-    return this.#listeners.size;
   }
 
   deliver(packet: Buffer, rtp: RtpView): void {
@@ -134,7 +128,7 @@ export class ViewFeeds {
   /** A room's shared mix, by room id. */
   mix(room: string): MixFeed {
     let f = this.#mixes.get(room);
-    if (!f) this.#mixes.set(room, (f = new MixFeed(room)));
+    if (!f) this.#mixes.set(room, (f = new MixFeed()));
     return f;
   }
 

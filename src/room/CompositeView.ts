@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Composition } from '../core/composition.js';
 import { TypedEmitter } from '../core/events.js';
 import type { Logger } from '../core/log.js';
-import { compositeLaunch, EL, udpClients, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
+import { compositeLaunch, distinctPorts, EL, udpClients, type CompositeSpec, type Presets, type VideoCodec } from '../core/pipelines.js';
 import { compositeTiles } from './compositeTiles.js';
 import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
@@ -177,7 +177,7 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   }
 
   #wantedPorts(): number[] {
-    return [...new Set(this.followers.values())].sort((a, b) => a - b);
+    return distinctPorts(this.followers.values());
   }
 
   /** Sends to exactly the threads whose viewers follow this view now. */

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../core/log.js';
-import { EL, sharedMixLaunch, udpClients, type Presets } from '../core/pipelines.js';
+import { distinctPorts, EL, sharedMixLaunch, udpClients, type Presets } from '../core/pipelines.js';
 import type { GstHost, RemotePipeline } from '../gst/remote.js';
 import { RestartPolicy } from '../media/restartPolicy.js';
 import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
@@ -25,8 +25,8 @@ const OUTPUT_ID = '#shared';
  * follows it, and is rebuilt after a pipeline error under the one restart policy.
  */
 export class SharedMix {
-  /** Each follower's participant id and the feed port of its RTC worker. */
-  readonly followers = new Map<string, { worker: RtcWorker }>();
+  /** Each follower's participant id and its RTC worker. */
+  readonly followers = new Map<string, RtcWorker>();
   #pipeline?: RemotePipeline;
   #starting?: Promise<void>;
   #ssrc = 0;
@@ -49,7 +49,7 @@ export class SharedMix {
   /** `id`'s peer (on `worker`) hears the shared mix whenever it is not among the talkers. */
   async follow(id: string, worker: RtcWorker): Promise<void> {
     if (this.#closed) return;
-    this.followers.set(id, { worker });
+    this.followers.set(id, worker);
     await this.#ensure();
     this.#updatePorts();
     // A worker started after the mix (a restarted one) has not heard its SSRC yet.
@@ -67,7 +67,7 @@ export class SharedMix {
   }
 
   #wantedPorts(): number[] {
-    return [...new Set([...this.followers.values()].map((f) => f.worker.feedPort))].sort((a, b) => a - b);
+    return distinctPorts([...this.followers.values()].map((w) => w.feedPort));
   }
 
   #updatePorts(): void {
@@ -105,10 +105,8 @@ export class SharedMix {
     this.#pipeline = p;
     this.#ssrc = ssrc;
     this.#restarts.started();
-    if (this.#wantedPorts().join() !== this.#ports.join()) {
-      this.#ports = this.#wantedPorts();
-      p.set(EL.audioOut, 'clients', udpClients(this.#ports));
-    }
+    // Followers that came or went while it started.
+    this.#updatePorts();
     await this.deps.mixer.channel.request('output.add', { room: this.roomId, id: OUTPUT_ID, port: p.ports[EL.mixIn], format: 'l16' });
     this.#log.debug('shared mix started', { ssrc });
   }
@@ -138,9 +136,5 @@ export class SharedMix {
     this.followers.clear();
     await this.#stop();
     await Promise.all(this.deps.rtcWorkers().map((w) => w.channel.request('mix.forget', { room: this.roomId }).catch(() => undefined)));
-  }
-
-  get ssrc(): number {
-    return this.#ssrc;
   }
 }
