@@ -1,13 +1,9 @@
-import dgram from 'node:dgram';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
 import { LocalUdp } from '../../src/media/localUdp.js';
-import { colourSender, frameGrabber, latestFrame, near, sleep } from '../helpers/media.js';
+import { colourSender, latestFrame, near, sleep } from '../helpers/media.js';
 import { authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
-import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
+import { grabVideo, joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 // MCU_VIDEO_CODEC=h264: a peer that offers H.264 anywhere in its list gets it (both ways), so its
 // composite costs the server's x264 and not VP8; a peer without it keeps VP8.
@@ -28,15 +24,6 @@ async function publish(peer: WeriftPeer, rgb: [number, number, number], codec: '
   cleanup.push(() => p.close(), () => udp.close());
 }
 
-function grab(peer: WeriftPeer, codec: 'vp8' | 'h264') {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-codec-'));
-  const g = frameGrabber(dir, codec);
-  const sock = dgram.createSocket('udp4');
-  peer.onRtp('video', (rtp) => sock.send(rtp.serialize(), g.port, '127.0.0.1'));
-  cleanup.push(() => g.pipeline.close(), () => sock.close());
-  return dir;
-}
-
 const rtpmaps = (sdp: string) => [...sdp.matchAll(/a=rtpmap:\d+ (VP8|H264)\/90000/g)].map((m) => m[1]);
 
 describe('MCU_VIDEO_CODEC=h264', () => {
@@ -52,8 +39,8 @@ describe('MCU_VIDEO_CODEC=h264', () => {
 
     await publish(both, [220, 30, 30], 'h264');
     await publish(vp8, [30, 200, 40], 'vp8');
-    const atBoth = grab(both, 'h264');
-    const atVp8 = grab(vp8, 'vp8');
+    const atBoth = grabVideo(both, cleanup, 'h264');
+    const atVp8 = grabVideo(vp8, cleanup);
     // Each sees the other's colour in the middle of its (single) tile.
     const centreOf = async (dir: string) => {
       const f = await latestFrame(dir);

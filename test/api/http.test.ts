@@ -1,14 +1,11 @@
-import dgram from 'node:dgram';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
 import type { GstPipeline } from '../../src/gst/native.js';
 import { LocalUdp } from '../../src/media/localUdp.js';
-import { colourSender, frameGrabber, latestFrame, near, sleep, toneSender } from '../helpers/media.js';
+import { colourSender, latestFrame, near, sleep, toneSender } from '../helpers/media.js';
 import { authFetch, joinToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
-import { joinWerift, makeOffer, type WeriftPeer } from '../helpers/weriftPeer.js';
+import { grabVideo, joinWerift, makeOffer, type WeriftPeer } from '../helpers/weriftPeer.js';
 
 let server: ServerProcess;
 const cleanup: Array<() => unknown> = [];
@@ -28,16 +25,6 @@ async function expectError(res: Response, status: number, message: RegExp) {
   const body = (await res.json()) as { error: { code: string; message: string } };
   expect(body.error.code).toEqual(expect.any(String));
   expect(body.error.message).toMatch(message);
-}
-
-/** Forwards a werift peer's received video RTP into a GStreamer decoder that writes PNG frames. */
-function grabVideo(peer: WeriftPeer, codec: 'vp8' | 'h264' = 'vp8') {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-api-'));
-  const grab = frameGrabber(dir, codec);
-  const sock = dgram.createSocket('udp4');
-  peer.onRtp('video', (rtp) => sock.send(rtp.serialize(), grab.port, '127.0.0.1'));
-  cleanup.push(() => grab.pipeline.close(), () => sock.close());
-  return dir;
 }
 
 /** Feeds GStreamer-made VP8 and Opus RTP into a werift peer's outgoing tracks. */
@@ -82,7 +69,7 @@ describe('bad input gets a clear 4xx and disturbs nobody', () => {
     viewer = await joinWerift(server.url, 'api-bad', 'Watcher', { audio: 'recvonly', video: 'recvonly' });
     cleanup.push(() => publisher.close(), () => viewer.close());
     await publish(publisher, [200, 40, 200], 500);
-    frames = grabVideo(viewer);
+    frames = grabVideo(viewer, cleanup);
   });
 
   it.each([
@@ -166,7 +153,7 @@ describe('roles and media kinds', () => {
     cleanup.push(() => h.close());
     expect(h.answer).toMatch(/a=rtpmap:\d+ H264\/90000/);
     expect(h.answer).not.toMatch(/VP8/);
-    const dir = grabVideo(h, 'h264');
+    const dir = grabVideo(h, cleanup, 'h264');
     await sleep(3000);
     const f = await latestFrame(dir);
     expect([f.width, f.height]).toEqual([640, 360]);
@@ -201,7 +188,7 @@ describe('a publisher whose video stops', () => {
     cleanup.push(() => publisher.close(), () => viewer.close());
     const headers: Array<{ ssrc: number; seq: number; ts: number }> = [];
     viewer.onRtp('video', (rtp) => headers.push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp }));
-    const frames = grabVideo(viewer);
+    const frames = grabVideo(viewer, cleanup);
     const udp = await LocalUdp.open((b) => publisher.send.video!.writeRtp(RtpPacket.deSerialize(b)));
     const sender = colourSender([240, 200, 20], udp.port);
     cleanup.push(() => udp.close());

@@ -2,6 +2,11 @@ import { MediaStreamTrack, type RTCPeerConnection, type RtpPacket } from 'werift
 // @ts-expect-error plain JS shared with bench/*.mjs
 import { loopbackPeer } from './loopbackPeer.mjs';
 import { authFetch, joinToken } from './server.js';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { frameGrabber } from './media.js';
 
 export interface WeriftPeer {
   pc: RTCPeerConnection;
@@ -96,4 +101,17 @@ export async function completeJoin(o: Awaited<ReturnType<typeof makeOffer>>, res
     onRtp: (kind, fn) => o.handlers[kind].push(fn),
     close: () => o.pc.close(),
   };
+}
+
+/**
+ * Forwards a werift peer's received video RTP into a GStreamer decoder that writes PNG frames to a
+ * fresh directory (read them with latestFrame); `cleanup` gets what stops it.
+ */
+export function grabVideo(peer: WeriftPeer, cleanup: Array<() => unknown>, codec: 'vp8' | 'h264' = 'vp8'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcu-grab-'));
+  const grab = frameGrabber(dir, codec);
+  const sock = dgram.createSocket('udp4');
+  peer.onRtp('video', (rtp) => sock.send(rtp.serialize(), grab.port, '127.0.0.1'));
+  cleanup.push(() => grab.pipeline.close(), () => sock.close());
+  return dir;
 }
