@@ -115,7 +115,9 @@ async function neverConnect(room: string): Promise<void> {
     body: o.sdp,
   });
   await o.pc.close();
-  expect(res.status).toBe(201);
+  // On a failure, what the server said and logged about it, to tell why.
+  const said = res.status === 201 ? '' : `${await res.text()}\n${server.output().split('\n').filter((l) => / (ERROR|WARN) /.test(l)).slice(-10).join('\n')}`;
+  expect(res.status, said).toBe(201);
 }
 
 /** LEAK_DUMP=dir (investigating): the server's memory by mapping, and heap snapshots of its threads. */
