@@ -150,6 +150,16 @@ export const h264: VideoCodecPreset = {
 };
 
 /**
+ * The mix reaches its encoder over UDP, so each frame's timestamp is when it arrived: the mixer's
+ * 20 ms grid plus up to a few ms of scheduling jitter. An encoder that tracks those timestamps puts
+ * the jitter into the RTP timestamps (steps of 700-1230 instead of 960 were measured), and a
+ * browser's jitter buffer then conceals the gaps and drops the overlaps: 30 % of the samples a
+ * Chromium listener played were concealment. The encoders count samples instead, and follow the
+ * arrival times again only when they drift further than the tolerance (40 ms, a real gap).
+ */
+const PERFECT_TIMESTAMPS = { 'perfect-timestamp': true };
+
+/**
  * Opus for a voice mix at complexity 5 (Janus uses 4): about 4 millicores less per listener than
  * the default 10, at 32 kbit/s. 20 ms frames, in-band FEC for a lost packet, no DTX (the mix is
  * continuous).
@@ -158,7 +168,7 @@ export const opus: AudioCodecPreset = {
   caps: rtpCaps('audio', 48000, 'OPUS'),
   payloadType: 111,
   encoder: ({ bitrate, name }) => [
-    el('opusenc', { bitrate, complexity: 5, 'frame-size': 20, 'audio-type': 'voice', 'inband-fec': true, dtx: false }, name),
+    el('opusenc', { bitrate, complexity: 5, 'frame-size': 20, 'audio-type': 'voice', 'inband-fec': true, dtx: false, ...PERFECT_TIMESTAMPS }, name),
   ],
   payloader: payloader('rtpopuspay', 111, { mtu: 1200 }),
   depayloader: () => el('rtpopusdepay'),
@@ -175,7 +185,7 @@ const resampleTo = (rate: number): Link[] => [el('audioresample'), { type: 'audi
 export const pcmu: AudioCodecPreset = {
   caps: rtpCaps('audio', 8000, 'PCMU'),
   payloadType: 0,
-  encoder: ({ name }) => [...resampleTo(8000), el('mulawenc', undefined, name)],
+  encoder: ({ name }) => [...resampleTo(8000), el('mulawenc', PERFECT_TIMESTAMPS, name)],
   payloader: payloader('rtppcmupay', 0, PTIME_20MS),
   depayloader: () => el('rtppcmudepay'),
   decoder: () => el('mulawdec'),
@@ -185,7 +195,7 @@ export const pcmu: AudioCodecPreset = {
 export const pcma: AudioCodecPreset = {
   caps: rtpCaps('audio', 8000, 'PCMA'),
   payloadType: 8,
-  encoder: ({ name }) => [...resampleTo(8000), el('alawenc', undefined, name)],
+  encoder: ({ name }) => [...resampleTo(8000), el('alawenc', PERFECT_TIMESTAMPS, name)],
   payloader: payloader('rtppcmapay', 8, PTIME_20MS),
   depayloader: () => el('rtppcmadepay'),
   decoder: () => el('alawdec'),
@@ -198,7 +208,7 @@ export const pcma: AudioCodecPreset = {
 export const g722: AudioCodecPreset = {
   caps: rtpCaps('audio', 8000, 'G722'),
   payloadType: 9,
-  encoder: ({ name }) => [...resampleTo(16000), el('avenc_g722', undefined, name)],
+  encoder: ({ name }) => [...resampleTo(16000), el('avenc_g722', PERFECT_TIMESTAMPS, name)],
   payloader: payloader('rtpg722pay', 9, PTIME_20MS),
   depayloader: () => el('rtpg722depay'),
   decoder: () => el('avdec_g722'),

@@ -60,6 +60,29 @@ async function ears(peer: WeriftPeer) {
   };
 }
 
+/**
+ * Records the RTP timestamps of the mix a peer hears. Each packet carries 20 ms of Opus, so
+ * consecutive packets must be 960 apart (48 kHz): a step that follows the packets' arrival jitter
+ * instead makes a browser's jitter buffer conceal the gaps and drop the overlaps.
+ */
+function timestamps(peer: WeriftPeer) {
+  let steps = new Map<number, number>();
+  let last: { seq: number; ts: number } | undefined;
+  peer.onRtp('audio', (rtp) => {
+    const { sequenceNumber: seq, timestamp: ts } = rtp.header;
+    if (last && seq === ((last.seq + 1) & 0xffff)) {
+      const step = (ts - last.ts) >>> 0;
+      steps.set(step, (steps.get(step) ?? 0) + 1);
+    }
+    last = { seq, ts };
+  });
+  return () => {
+    const out = steps;
+    steps = new Map();
+    return out;
+  };
+}
+
 async function room() {
   return (await (await authFetch(`${server.url}/v1/rooms/${ROOM}`)).json()) as {
     audio: { mixed: string[]; sharedMix: boolean; sharedMixListeners: number };
@@ -93,7 +116,10 @@ describe('the shared mix (the loudest talkers, encoded once for everyone outside
     expect(r0.audio.mixed.sort()).toEqual([a.id, b.id].sort());
     await talk(c, 1100);
     const [hearA, hearB, hearC, hearD] = await Promise.all([a, b, c, d].map(ears));
+    const [stepsA, stepsD] = [timestamps(a), timestamps(d)];
     await sleep(1500);
+    stepsA();
+    stepsD();
 
     const [atA, atB, atC, atD] = await Promise.all([hearA, hearB, hearC, hearD].map((h) => h(2000, [440, 700, 1100])));
     // Each talker: its own mix-minus, the other talker only.
@@ -108,6 +134,12 @@ describe('the shared mix (the loudest talkers, encoded once for everyone outside
       expect(at[1100], `${who} does not hear C (not mixed)`).toBeLessThan(NOT_HEARD);
     }
     expect(atA[1100]).toBeLessThan(NOT_HEARD);
+    // A's own mix-minus and D's shared mix each go on in exact 20 ms steps.
+    for (const [who, steps] of [['A (its own mix-minus)', stepsA()], ['D (the shared mix)', stepsD()]] as const) {
+      const n = [...steps.values()].reduce((x, y) => x + y, 0);
+      expect(n, `${who}: packets in 2 s`).toBeGreaterThan(80);
+      expect(Object.fromEntries(steps), `${who}: RTP timestamp steps`).toEqual({ 960: n });
+    }
     const r1 = await room();
     expect(r1.audio.mixed.sort()).toEqual([a.id, b.id].sort());
     expect(r1.audio.sharedMix).toBe(true);
