@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 interface RoomJson {
-  participants: Array<{ id: string; name: string; videoLive: boolean; stats: { maxFrameGapMs: number | null; maxAudioGapMs: number | null } }>;
+  participants: Array<{ id: string; name: string; videoLive: boolean; stats: { framesSent: number; maxFrameGapMs: number | null; maxAudioGapMs: number | null } }>;
 }
 const room = 'joins';
 const roomJson = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as RoomJson;
@@ -35,10 +35,17 @@ const page = <T>(p: SyntheticPeer, fn: string, arg?: unknown) =>
 
 interface BrowserWindow {
   seconds: number;
+  /** Frames the page's script was handed (MediaStreamTrackProcessor), and the largest gap between them. */
   frames: number;
   maxGapMs: number;
+  /** Frames the browser decoded (getStats), whether or not the page's script got to them. */
+  decoded: number;
+  /** Frames the server sent this person (its own count, where packets leave). */
+  sent: number;
   freezes: number;
   concealments: number;
+  /** The share of audio samples the browser concealed. */
+  concealedShare: number;
   /** Video packets lost, NACKs and PLIs the page sent, keyframes it decoded. */
   lost: number;
   nacks: number;
@@ -52,13 +59,17 @@ async function browserWindow(people: SyntheticPeer[], during: () => Promise<unkn
     Promise.all(
       people.map(async (p) => ({
         now: await page<number>(p, 'now'),
-        v: await page<{ freezeCount: number; packetsLost: number; nackCount: number; pliCount: number; keyFramesDecoded: number }>(p, 'videoStats'),
-        a: await page<{ concealmentEvents: number }>(p, 'audioStats'),
+        v: await page<{ framesDecoded: number; freezeCount: number; packetsLost: number; nackCount: number; pliCount: number; keyFramesDecoded: number }>(p, 'videoStats'),
+        a: await page<{ concealmentEvents: number; concealedSamples: number; totalSamplesReceived: number }>(p, 'audioStats'),
       })),
     );
-  const before = await read();
+  const sentNow = async () => {
+    const ps = (await roomJson()).participants;
+    return people.map((p) => ps.find((x) => x.id === p.id)?.stats.framesSent ?? 0);
+  };
+  const [before, sentBefore] = await Promise.all([read(), sentNow()]);
   await during();
-  const after = await read();
+  const [after, sentAfter] = await Promise.all([read(), sentNow()]);
   return Promise.all(
     people.map(async (p, i) => {
       const shown = await page<{ frames: number; maxGapMs: number }>(p, 'presented', before[i].now);
@@ -66,8 +77,11 @@ async function browserWindow(people: SyntheticPeer[], during: () => Promise<unkn
         seconds: (after[i].now - before[i].now) / 1000,
         frames: shown.frames,
         maxGapMs: shown.maxGapMs,
+        decoded: after[i].v.framesDecoded - before[i].v.framesDecoded,
+        sent: sentAfter[i] - sentBefore[i],
         freezes: after[i].v.freezeCount - before[i].v.freezeCount,
         concealments: after[i].a.concealmentEvents - before[i].a.concealmentEvents,
+        concealedShare: (after[i].a.concealedSamples - before[i].a.concealedSamples) / Math.max(1, after[i].a.totalSamplesReceived - before[i].a.totalSamplesReceived),
         lost: after[i].v.packetsLost - before[i].v.packetsLost,
         nacks: after[i].v.nackCount - before[i].v.nackCount,
         plis: after[i].v.pliCount - before[i].v.pliCount,
@@ -154,10 +168,18 @@ describe('people coming and going disturb no one', () => {
       const q = quiet[i];
       const b = busy[i];
       const line = (w: BrowserWindow) =>
-        `${w.seconds.toFixed(1)} s: ${w.frames} frames, ${w.freezes} freezes, largest gap ${w.maxGapMs} ms, ${w.concealments} audio concealments, ` +
+        `${w.seconds.toFixed(1)} s: ${w.sent} frames sent, ${w.decoded} decoded, ${w.frames} handed to the page, ${w.freezes} freezes, largest gap ${w.maxGapMs} ms, ${w.concealments} audio concealments (${(100 * w.concealedShare).toFixed(1)} % of samples), ` +
         `${w.lost} packets lost, ${w.nacks} NACKs, ${w.plis} PLIs, ${w.keyframes} keyframes`;
       console.log(`${p.name}: quiet ${line(q)}; joins ${line(b)}`);
-      expect(b.frames / b.seconds, `${p.name} frames per second while others came and went`).toBeGreaterThan(0.6 * (q.frames / q.seconds));
+      // Decoded frames, not the ones the page's script got: with four pages on one CPU a starved
+      // script misses frames the browser decoded (a CI run handed Red's script 16.5 a second
+      // while the server's largest gap stayed in bounds).
+      expect(b.sent / b.seconds, `${p.name}: frames per second the server sent while others came and went`).toBeGreaterThan(0.8 * (q.sent / q.seconds));
+      expect(b.decoded / b.seconds, `${p.name} frames decoded per second while others came and went`).toBeGreaterThan(0.6 * (q.decoded / q.seconds));
+      // The mix's RTP timestamps go in exact 20 ms steps: when they followed the packets' arrival
+      // jitter, Chromium concealed 29-33 % of the samples here, quiet or not; now 0-1.2 %.
+      expect(q.concealedShare, `${p.name}: share of audio concealed, quiet`).toBeLessThan(0.05);
+      expect(b.concealedShare, `${p.name}: share of audio concealed while others came and went`).toBeLessThan(0.05);
     }
     // Each join and leave switches every viewer to a new composite, at a keyframe: 40 switches in
     // all. With VP8 PictureIDs continuous across those switches the four browsers froze 1-2 times
