@@ -215,6 +215,19 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   // Directions and mids that repeat or clash.
   fc.constantFrom('a=mid:0', 'a=mid:', 'a=sendonly', 'a=recvonly', 'a=inactive', 'a=mid:' + 'x'.repeat(300)).map((v) => (ls: string[]) => ls.map((l) => (l.startsWith(v.slice(0, 5)) ? v : l))),
 );
+function capLines(ls: string[], maxLines = 5000, maxChars = 1 << 20): string[] {
+  const out: string[] = [];
+  let chars = 0;
+  for (const l of ls.slice(0, maxLines)) {
+    if (chars + l.length > maxChars) {
+      out.push(l.slice(0, maxChars - chars));
+      break;
+    }
+    out.push(l);
+    chars += l.length + 1;
+  }
+  return out;
+}
 /** An offer to send: mutated lines joined by CRLF, LF, CR or a mix, maybe with a BOM or binary bytes, maybe huge. */
 const sdpBody = fc.oneof(
   {
@@ -223,7 +236,10 @@ const sdpBody = fc.oneof(
       .tuple(fc.constantFrom('chromium', 'werift', 'plain'), fc.array(mutation, { minLength: 1, maxLength: 4 }), fc.constantFrom('\r\n', '\n', '\r', 'mixed', '\r\r\n', '\n\r'), fc.infiniteStream(fc.constantFrom('\r\n', '\n')), fc.constantFrom('', '', '', '\ufeff', ' ', '\n'))
       .map(([base, muts, eol, mixed, prefix]) => {
         let ls = (base === 'chromium' ? CHROMIUM_OFFER : base === 'plain' ? PLAIN_OFFER : weriftOffer).split(/\r\n/).filter((l) => l);
-        for (const m of muts) ls = m(ls);
+        // Mutations compound (an m-section copied 40 times, twice, then each ice-pwd made 10 KB long),
+        // so each result is cut to what can still be sent: 5,000 lines and 1 MB, far beyond the
+        // server's body limit.
+        for (const m of muts) ls = capLines(m(ls));
         const text = eol === 'mixed' ? ls.map((l) => l + mixed.next().value).join('') : ls.join(eol) + eol;
         return prefix + text;
       }),
