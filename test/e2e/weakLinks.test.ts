@@ -206,18 +206,35 @@ async function relayOnlyJoin(browser: Browser, turnOpts: { port?: number; tls?: 
       [far, red],
       [red, far],
     ] as const) {
+      let seen = 'nothing yet';
       await waitFor(
         async () => {
           const v = (await apiCall(s.url, 'GET', `/v1/rooms/${room}/participants/${viewer.id}/view`)).body;
           const t = v.tiles?.find((x: { participantId: string }) => x.participantId === other.id);
-          if (!t || t.source !== 'video') return false;
-          const got = (await viewer.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
+          if (!t || t.source !== 'video') {
+            seen = `view ${JSON.stringify(v)}`;
+            return false;
+          }
+          // The tile's centre, as a share of the view: the page's video may still be another rung's size.
+          const [fx, fy] = [(t.x + t.width / 2) / v.width, (t.y + t.height / 2) / v.height];
+          const got = (await viewer.page.evaluate(([x, y]) => {
+            const [w, h] = (window as any).mcuTest.size();
+            return (window as any).mcuTest.sample(Math.round(x * w), Math.round(y * h));
+          }, [fx, fy])) as number[];
+          seen = `tile ${JSON.stringify(t)} of a ${v.width}x${v.height} view, sampled ${JSON.stringify(got)}`;
           return near(got, other.color, 60);
         },
         Boolean,
         20_000,
         `${viewer.name} to see ${other.name}`,
-      );
+      ).catch(async (e) => {
+        // What the page and the server had, for a failure that does not reproduce.
+        const page = await viewer.page.evaluate(async () => ({ size: (window as any).mcuTest.size(), video: await (window as any).mcuTest.videoStats(), state: (window as any).mcuTest.state() }));
+        const me = (await apiCall(s.url, 'GET', `/v1/rooms/${room}`)).body.participants.find((p: { id: string }) => p.id === viewer.id);
+        console.log(`${viewer.name} did not see ${other.name}: last ${seen}; page ${JSON.stringify(page)}; server ${JSON.stringify({ output: me?.output, stats: me?.stats, videoLive: me?.videoLive })}`);
+        console.log(s.output().slice(-3000));
+        throw e;
+      });
       const levels = await waitFor(
         () => viewer.page.evaluate((f) => (window as any).mcuTest.levels(f), [other.freq, viewer.freq]) as Promise<number[]>,
         ([theirs, own]) => theirs > own + 20,
