@@ -3,10 +3,21 @@ import { RtpRewriter, Vp8PictureIdRewriter } from './rtp.js';
 import type { ViewPacket, ViewSource } from './viewFeeds.js';
 
 /**
+ * A new view is switched to only once it flows steadily: this many frames in a row, each arriving
+ * no more than STEADY_SLACK_MS later after the one before than its timestamp says it was composed
+ * (whatever the view's frame rate). A composite's first frames come irregularly while its pipeline
+ * and its neighbours start (a frame 140 ms after the first keyframe, composed 33 ms after it, was
+ * measured when a join started four at once), and the viewer would see that as a freeze; the view
+ * on screen goes on meanwhile. Once steady, the new view is asked for the keyframe to switch at.
+ */
+export const WARM_FRAMES = 6;
+export const STEADY_SLACK_MS = 40;
+
+/**
  * The one video stream a viewer (or a recording) receives, in the thread that sends it. It follows
- * one composite's feed at a time and switches to a new one only when that one sends a keyframe, so
- * the picture never freezes; the rewriter keeps sequence numbers and timestamps continuous across
- * the switch.
+ * one composite's feed at a time and switches to a new one only when that one flows steadily and
+ * sends a keyframe, so the picture never freezes; the rewriter keeps sequence numbers and
+ * timestamps continuous across the switch.
  */
 export class VideoOut {
   #current?: ViewSource;
@@ -24,6 +35,10 @@ export class VideoOut {
   /** How long the last change of view took, from the request to the new view's first keyframe. */
   lastSwitchMs?: number;
   #pendingSince = 0;
+  /** The pending view's frames in a row that came steadily, and when its last one came, with its RTP timestamp. */
+  #pendingRun = 0;
+  #pendingFrameAt = -Infinity;
+  #pendingFrameTs = 0;
   /** Send times of recent frames, for the largest gap a viewer saw. */
   readonly #frameTimes: number[] = [];
   /** For each of those frames: how long after it was composed it left, and from which composite. */
@@ -47,17 +62,25 @@ export class VideoOut {
 
   follow(view: ViewSource): void {
     if (this.#closed || view === this.view) return;
-    if (this.#pending) this.#unbind(this.#pending);
+    if (this.#pending) {
+      this.#unbind(this.#pending);
+      this.#pending = undefined;
+    }
+    // Back to the view on screen before the pending one was switched to: it simply stays.
+    if (view === this.#current) return;
     this.#bind(view);
     if (!this.#current) {
+      // Nothing on screen yet: the first keyframe is shown at once.
       this.#current = view;
       this.#waitingKeyframe = true;
       this.switched(view, undefined, 0);
+      view.requestKeyframe();
     } else {
       this.#pending = view;
       this.#pendingSince = performance.now();
+      this.#pendingRun = 0;
+      this.#pendingFrameAt = -Infinity;
     }
-    view.requestKeyframe();
     this.#armRetry();
   }
 
@@ -69,7 +92,10 @@ export class VideoOut {
   #armRetry(): void {
     if (this.#retry) clearInterval(this.#retry);
     this.#retry = setInterval(() => {
-      if (this.#pending) this.#pending.requestKeyframe();
+      // A steady pending view whose keyframe did not come (or was lost) is asked again.
+      if (this.#pending) {
+        if (this.#pendingRun >= WARM_FRAMES) this.#pending.requestKeyframe();
+      }
       else if (this.#waitingKeyframe) this.#current?.requestKeyframe();
       else {
         clearInterval(this.#retry);
@@ -88,7 +114,18 @@ export class VideoOut {
   }
 
   #deliver(view: ViewSource, p: ViewPacket): void {
-    if (view === this.#pending && p.keyframe) {
+    if (view === this.#pending && !(p.keyframe && this.#pendingRun >= WARM_FRAMES)) {
+      if (p.rtp.marker) {
+        const now = performance.now();
+        const composedMs = ((p.rtp.timestamp - this.#pendingFrameTs) >>> 0) / 90;
+        this.#pendingRun = now - this.#pendingFrameAt <= composedMs + STEADY_SLACK_MS ? this.#pendingRun + 1 : 1;
+        this.#pendingFrameAt = now;
+        this.#pendingFrameTs = p.rtp.timestamp;
+        if (this.#pendingRun === WARM_FRAMES) view.requestKeyframe();
+      }
+      return;
+    }
+    if (view === this.#pending) {
       const old = this.#current!;
       this.#current = view;
       this.#pending = undefined;

@@ -387,6 +387,13 @@ export class Room {
     const target = p.pendingView ?? p.shownView;
     if (target === view.key) return;
     if (p.pendingView) this.#unfollow(p.id, p.pendingView);
+    p.pendingView = undefined;
+    if (p.shownView === view.key) {
+      // Back to the view on screen before the pending one was switched to (a guest who left
+      // at once): it stays, and the worker drops the pending one.
+      p.follow(view.key);
+      return;
+    }
     // The first view is shown at once (from its first keyframe); later ones wait for theirs.
     if (p.shownView) p.pendingView = view.key;
     else p.shownView = view.key;
