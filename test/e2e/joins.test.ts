@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 interface RoomJson {
-  participants: Array<{ id: string; name: string; videoLive: boolean; stats: { framesSent: number; maxFrameGapMs: number | null; maxAudioGapMs: number | null } }>;
+  participants: Array<{ id: string; name: string; videoLive: boolean; output: { rung: { name: string; changes: number } | null } | null; stats: { framesSent: number; maxFrameGapMs: number | null; maxAudioGapMs: number | null } }>;
 }
 const room = 'joins';
 const roomJson = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as RoomJson;
@@ -42,6 +42,8 @@ interface BrowserWindow {
   decoded: number;
   /** Frames the server sent this person (its own count, where packets leave). */
   sent: number;
+  /** How often the bandwidth ladder moved this person to another rung (another frame rate or size). */
+  rungChanges: number;
   freezes: number;
   concealments: number;
   /** The share of audio samples the browser concealed. */
@@ -65,7 +67,10 @@ async function browserWindow(people: SyntheticPeer[], during: () => Promise<unkn
     );
   const sentNow = async () => {
     const ps = (await roomJson()).participants;
-    return people.map((p) => ps.find((x) => x.id === p.id)?.stats.framesSent ?? 0);
+    return people.map((p) => {
+      const x = ps.find((y) => y.id === p.id);
+      return { frames: x?.stats.framesSent ?? 0, rungChanges: x?.output?.rung?.changes ?? 0 };
+    });
   };
   const [before, sentBefore] = await Promise.all([read(), sentNow()]);
   await during();
@@ -78,7 +83,8 @@ async function browserWindow(people: SyntheticPeer[], during: () => Promise<unkn
         frames: shown.frames,
         maxGapMs: shown.maxGapMs,
         decoded: after[i].v.framesDecoded - before[i].v.framesDecoded,
-        sent: sentAfter[i] - sentBefore[i],
+        sent: sentAfter[i].frames - sentBefore[i].frames,
+        rungChanges: sentAfter[i].rungChanges - sentBefore[i].rungChanges,
         freezes: after[i].v.freezeCount - before[i].v.freezeCount,
         concealments: after[i].a.concealmentEvents - before[i].a.concealmentEvents,
         concealedShare: (after[i].a.concealedSamples - before[i].a.concealedSamples) / Math.max(1, after[i].a.totalSamplesReceived - before[i].a.totalSamplesReceived),
@@ -154,13 +160,15 @@ describe('people coming and going disturb no one', () => {
     });
 
     // What the server sent each of the four: the MCU's part, measured where its packets leave.
-    // The issue's figures are 200 ms for frames and 60 ms for audio; on this shared 2-core machine
-    // (four browsers, the guests and the server) runs measured 74-306 ms and 29-87 ms, most under
-    // 175 and 55. The bounds here catch a real disturbance (before the media plane moved off the
-    // control thread, a join froze everyone for 1-1.6 s) without failing on the machine's own
-    // noise; bench/ has figures.
+    // The issue's figures are 200 ms for frames and 60 ms for audio. On this shared 2-core machine
+    // (four browsers, the guests and the server) runs measured 74-306 ms and 29-87 ms while a
+    // viewer switched at a new composite's first keyframe, whose next frames came irregularly as
+    // its pipeline started; since a viewer switches only once the new composite flows steadily
+    // (src/media/VideoOut.ts), 56-104 ms and 42-49 ms. The bounds leave room for the machine's own
+    // noise (before the media plane moved off the control thread, a join froze everyone for
+    // 1-1.6 s); bench/ has figures.
     console.log(`server side, while 5 joined and left: largest frame gap ${serverFrameGap} ms, largest audio gap ${serverAudioGap} ms`);
-    expect(serverFrameGap).toBeLessThanOrEqual(400);
+    expect(serverFrameGap).toBeLessThanOrEqual(250);
     expect(serverAudioGap).toBeLessThanOrEqual(150);
     // What the browsers made of it, beside the quiet stretch: four Chromium pages on the one CPU
     // they have here. The comings and goings must not starve anyone's video.
@@ -174,20 +182,27 @@ describe('people coming and going disturb no one', () => {
       // Decoded frames, not the ones the page's script got: with four pages on one CPU a starved
       // script misses frames the browser decoded (a CI run handed Red's script 16.5 a second
       // while the server's largest gap stayed in bounds).
-      expect(b.sent / b.seconds, `${p.name}: frames per second the server sent while others came and went`).toBeGreaterThan(0.8 * (q.sent / q.seconds));
-      expect(b.decoded / b.seconds, `${p.name} frames decoded per second while others came and went`).toBeGreaterThan(0.6 * (q.decoded / q.seconds));
+      // Unless the bandwidth ladder moved the viewer to another frame rate meanwhile (four pages
+      // on one CPU answer late, and their transport-wide feedback reads as a congested link).
+      if (q.rungChanges + b.rungChanges === 0) {
+        expect(b.sent / b.seconds, `${p.name}: frames per second the server sent while others came and went`).toBeGreaterThan(0.8 * (q.sent / q.seconds));
+        expect(b.decoded / b.seconds, `${p.name} frames decoded per second while others came and went`).toBeGreaterThan(0.6 * (q.decoded / q.seconds));
+      } else {
+        console.log(`${p.name}: the bandwidth ladder moved it ${q.rungChanges + b.rungChanges} times, so its frame rates are not compared across the windows`);
+        expect(b.decoded, `${p.name}: frames decoded of those sent while others came and went`).toBeGreaterThan(0.6 * b.sent);
+      }
       // The mix's RTP timestamps go in exact 20 ms steps: when they followed the packets' arrival
       // jitter, Chromium concealed 29-33 % of the samples here, quiet or not; now 0-1.2 %.
       expect(q.concealedShare, `${p.name}: share of audio concealed, quiet`).toBeLessThan(0.05);
       expect(b.concealedShare, `${p.name}: share of audio concealed while others came and went`).toBeLessThan(0.05);
     }
-    // Each join and leave switches every viewer to a new composite, at a keyframe: 40 switches in
-    // all. With VP8 PictureIDs continuous across those switches the four browsers froze 1-2 times
-    // in all on a quiet machine, and 7 on a CI machine whose four pages shared one busy CPU (every
-    // gap under 350 ms, a starved page); without, 10-22 times, with no packet lost. The PictureID
-    // rewriter has its own unit test (test/unit/rtp.test.ts); this bound catches a freeze at most
-    // switches without failing on a starved page.
+    // Each join and leave switches every viewer to a new composite, at a keyframe. With VP8
+    // PictureIDs continuous across the switches (without, 10-22 freezes with no packet lost; the
+    // rewriter has its own unit test in test/unit/rtp.test.ts) the four browsers froze 1-2 times in
+    // all on a quiet machine and 7 on a CI machine whose four pages shared one busy CPU; since the
+    // switch waits for a steady composite, 0 in each of six runs here. The bound leaves room for a
+    // starved page.
     const freezes = busy.reduce((n, b) => n + b.freezes, 0);
-    expect(freezes, 'freezes at the four browsers in all (40 switches)').toBeLessThanOrEqual(12);
+    expect(freezes, 'freezes at the four browsers in all').toBeLessThanOrEqual(6);
   });
 });
