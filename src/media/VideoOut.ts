@@ -12,6 +12,9 @@ import type { ViewPacket, ViewSource } from './viewFeeds.js';
  */
 export const WARM_FRAMES = 6;
 export const STEADY_SLACK_MS = 40;
+/** A new view that is still not steady after this long (a machine overloaded for good, an old view
+ * that died) is switched to at its next keyframe all the same. */
+export const PATIENCE_MS = 1500;
 
 /**
  * The one video stream a viewer (or a recording) receives, in the thread that sends it. It follows
@@ -94,7 +97,7 @@ export class VideoOut {
     this.#retry = setInterval(() => {
       // A steady pending view whose keyframe did not come (or was lost) is asked again.
       if (this.#pending) {
-        if (this.#pendingRun >= WARM_FRAMES) this.#pending.requestKeyframe();
+        if (this.#ready()) this.#pending.requestKeyframe();
       }
       else if (this.#waitingKeyframe) this.#current?.requestKeyframe();
       else {
@@ -113,8 +116,13 @@ export class VideoOut {
     this.#bound.delete(view);
   }
 
+  /** The pending view may be switched to at its next keyframe. */
+  #ready(): boolean {
+    return this.#pendingRun >= WARM_FRAMES || performance.now() - this.#pendingSince > PATIENCE_MS;
+  }
+
   #deliver(view: ViewSource, p: ViewPacket): void {
-    if (view === this.#pending && !(p.keyframe && this.#pendingRun >= WARM_FRAMES)) {
+    if (view === this.#pending && !(p.keyframe && this.#ready())) {
       if (p.rtp.marker) {
         const now = performance.now();
         const composedMs = ((p.rtp.timestamp - this.#pendingFrameTs) >>> 0) / 90;

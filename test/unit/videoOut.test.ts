@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseRtp } from '../../src/media/rtp.js';
-import { VideoOut, WARM_FRAMES } from '../../src/media/VideoOut.js';
+import { PATIENCE_MS, VideoOut, WARM_FRAMES } from '../../src/media/VideoOut.js';
 import type { ViewPacket, ViewSource } from '../../src/media/viewFeeds.js';
 
 /** A composite as a VideoOut sees it: frames of one packet each, sent when the test says. */
@@ -113,6 +113,26 @@ describe('VideoOut', () => {
     run([a, b], 20); // 660 ms: the retry (every 500 ms) asks again
     expect(b.keyframeRequests).toBeGreaterThanOrEqual(2);
     expect(out.shown).toBe(a);
+  });
+
+  it('a view that never flows steadily is switched to all the same after PATIENCE_MS, at a keyframe', () => {
+    const { out, a, b } = setup();
+    out.follow(a);
+    run([a], 1, { keyframe: a });
+    out.follow(b);
+    // b's frames come every 100 ms though composed 33 ms apart: never steady.
+    let t = 0;
+    while (t < PATIENCE_MS - 100) {
+      vi.advanceTimersByTime(100);
+      t += 100;
+      b.frame(t % 500 === 0);
+      a.frame();
+    }
+    expect(out.shown).toBe(a);
+    vi.advanceTimersByTime(600); // past the patience: the retry asks b for a keyframe
+    expect(b.keyframeRequests).toBeGreaterThanOrEqual(1);
+    b.frame(true);
+    expect(out.shown).toBe(b);
   });
 
   it('following the view on screen again drops the pending one, and sends each packet once', () => {
