@@ -450,11 +450,19 @@ async function joinTimes(server, source) {
           });
           const t0 = performance.now();
           const res = await fetch('/v1/rooms/bench-join/participants?name=viewer', { method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` }, body: pc.localDescription.sdp });
-          await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+          const answer = await res.text();
+          const tAnswer = performance.now();
+          await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+          const connected = new Promise((resolve) => {
+            const done = () => pc.connectionState === 'connected' && resolve(performance.now());
+            pc.onconnectionstatechange = done;
+            done();
+          });
           const t1 = await first;
+          const tConnected = await connected;
           await fetch(res.headers.get('Location'), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
           pc.close();
-          return Math.round(t1 - t0);
+          return { total: Math.round(t1 - t0), answer: Math.round(tAnswer - t0), connected: Math.round(tConnected - t0) };
         }, await roomToken(server, 'bench-join')),
       );
       await page.close();
@@ -463,7 +471,14 @@ async function joinTimes(server, source) {
     await browser.close();
     await publisher.leave();
   }
-  return { medianMs: pct(times, 50), p95Ms: pct(times, 95), samples: times };
+  const totals = times.map((t) => t.total);
+  return {
+    medianMs: pct(totals, 50),
+    p95Ms: pct(totals, 95),
+    answerMedianMs: pct(times.map((t) => t.answer), 50),
+    connectedMedianMs: pct(times.map((t) => t.connected), 50),
+    samples: times,
+  };
 }
 
 const server = await startServer();
@@ -540,7 +555,7 @@ if (lat) {
     console.log(`glass-to-glass ${k}: median ${l.medianMs} ms, p95 ${l.p95Ms} ms (${l.detected}/${lat.flashes} detected); without the server ${l.floorMedianMs} ms, so the server adds ${l.addedMedianMs} ms`);
   }
 }
-if (join) console.log(`join time, POST to first decoded frame in Chromium: median ${join.medianMs} ms, p95 ${join.p95Ms} ms (${join.samples.length} joins)`);
+if (join) console.log(`join time, POST to first decoded frame in Chromium: median ${join.medianMs} ms, p95 ${join.p95Ms} ms (${join.samples.length} joins); the answer came at ${join.answerMedianMs} ms and the connection (ICE, DTLS) at ${join.connectedMedianMs} ms, medians`);
 if (loaded) console.log(`joins with every CPU busy: ${loaded.completed} of ${loaded.joins} completed ICE and DTLS within 10 s (median ${loaded.medianMs} ms, p95 ${loaded.p95Ms} ms)`);
 const atM = rows.find((r) => r.case === 'b' && r.participants === capacity.b);
 const generatorCores = Math.max(0, ...rows.map((r) => r.generatorCores));
