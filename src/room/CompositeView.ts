@@ -55,6 +55,8 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   #closed = false;
   #lastKeyframeRequest = -Infinity;
   #keyframeTimer?: NodeJS.Timeout;
+  /** A keyframe was asked for while no pipeline ran. */
+  #keyframeWanted = false;
   static readonly KEYFRAME_INTERVAL_MS = 1000;
   readonly #restarts = new RestartPolicy();
   #starting?: Promise<void>;
@@ -147,6 +149,11 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
     // Followers that came or went while it started: those that came missed its first keyframe.
     if (this.#ports.join() !== launched.join()) {
       p.set(EL.videoOut, 'clients', udpClients(this.#ports));
+      this.#keyframeWanted = true;
+    }
+    // A keyframe asked for while there was no pipeline to ask.
+    if (this.#keyframeWanted) {
+      this.#keyframeWanted = false;
       this.requestKeyframe();
     }
     this.#restarts.started();
@@ -184,18 +191,17 @@ export class CompositeView extends TypedEmitter<CompositeViewEvents> {
   /**
    * Asks the encoder for a keyframe, at most one a second whatever number of viewers ask (each
    * keyframe costs every follower's link a burst); a request inside that second is deferred to its
-   * end, and one made while the pipeline is (re)starting is dropped (its first frame is one).
+   * end, and one made while the pipeline is (re)starting is made once it runs.
    */
   requestKeyframe(): void {
     if (this.#closed || this.#keyframeTimer) return;
     const wait = this.#lastKeyframeRequest + CompositeView.KEYFRAME_INTERVAL_MS - performance.now();
     const fire = () => {
       this.#keyframeTimer = undefined;
-      // No pipeline yet (or a restart under way): its first frame will be a keyframe anyway. Asking
-      // for another once it runs would only use up this second's keyframe, and a viewer whose
-      // connection completes just after (the usual join: the composite starts with the answer)
-      // would then wait up to a second for its first picture.
-      if (!this.#pipeline || this.#pipeline.closed) return;
+      if (!this.#pipeline || this.#pipeline.closed) {
+        this.#keyframeWanted = true;
+        return;
+      }
       this.#lastKeyframeRequest = performance.now();
       this.keyframeRequests++;
       this.#pipeline.forceKeyUnit(EL.videoPay);
