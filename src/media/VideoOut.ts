@@ -35,7 +35,7 @@ export class VideoOut {
   bytesSent = 0;
   /** Packets dropped while waiting for a keyframe after (re)starting. */
   droppedWaitingKeyframe = 0;
-  /** How long the last change of view took, from the request to the new view's first keyframe. */
+  /** How long the last change of view took, from the request to the keyframe it switched at. */
   lastSwitchMs?: number;
   #pendingSince = 0;
   /** The pending view's frames in a row that came steadily, and when its last one came, with its RTP timestamp. */
@@ -98,8 +98,7 @@ export class VideoOut {
       // A steady pending view whose keyframe did not come (or was lost) is asked again.
       if (this.#pending) {
         if (this.#ready()) this.#pending.requestKeyframe();
-      }
-      else if (this.#waitingKeyframe) this.#current?.requestKeyframe();
+      } else if (this.#waitingKeyframe) this.#current?.requestKeyframe();
       else {
         clearInterval(this.#retry);
         this.#retry = undefined;

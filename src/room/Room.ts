@@ -394,7 +394,7 @@ export class Room {
       p.follow(view.key);
       return;
     }
-    // The first view is shown at once (from its first keyframe); later ones wait for theirs.
+    // The first view is shown at once (from its first keyframe); later ones once they flow steadily.
     if (p.shownView) p.pendingView = view.key;
     else p.shownView = view.key;
     view.followers.set(p.id, p.peer.worker.feedPort);
