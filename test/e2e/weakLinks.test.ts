@@ -80,7 +80,8 @@ describe('a viewer on a 300 kbit/s downlink', () => {
     // The others were never moved.
     for (const p of [red, blue]) {
       const o = await outputOf(p.id);
-      expect(o.rung?.index ?? 0).toBe(0);
+      // (The message says why, should a starved page's own feedback have read as congestion.)
+      expect(o.rung?.index ?? 0, `${p.name}, on a link of its own, was moved: ${JSON.stringify(o)}`).toBe(0);
       expect(o.profile).toMatchObject({ width: 640, height: 360 });
     }
   });
