@@ -25,22 +25,6 @@ const channel = new Channel<NoRequests, RtcRequests, RtcEvents, NoEvents>(parent
 const log = createLogger('rtc');
 const peers = new Map<string, RtcPeer>();
 
-/**
- * werift picks a peer's ICE port by binding a free one, closing it, and binding it again; another
- * socket (a concurrent join, a GStreamer port-0 socket) can take it in between, and the failed bind
- * is emitted on a socket with no error listener: it killed this worker and every peer on it (seen
- * as a 500 on a join in CI). Such a bind costs only the join that made it (its gathering never
- * completes, so it gets no candidate on that port); anything else still ends the worker.
- */
-const onUncaught = (err: Error & { code?: string; syscall?: string }) => {
-  if (err.code === 'EADDRINUSE' && err.syscall === 'bind') {
-    log.error(`an ICE socket could not bind (${err.message}): that join fails, the worker's other peers go on`);
-    return;
-  }
-  process.off('uncaughtException', onUncaught);
-  throw err;
-};
-process.on('uncaughtException', onUncaught);
 const feeds = new ViewFeeds((key) => channel.notify('view.keyframe', { key }));
 
 const peer = (id: string) => {
