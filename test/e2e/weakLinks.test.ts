@@ -84,6 +84,7 @@ describe('a viewer on a 300 kbit/s downlink', () => {
       expect(o.rung?.index ?? 0, `${p.name}, on a link of its own, was moved: ${JSON.stringify(o)}`).toBe(0);
       expect(o.profile).toMatchObject({ width: 640, height: 360 });
     }
+    for (const p of [red, blue, weak]) await p.page.close();
   });
 });
 
@@ -98,12 +99,16 @@ async function lossyViewer(s: ServerProcess, room: string, seconds: number) {
   links.push(link);
   link.set('down', { lossPct: 5 });
   const v = await joinSynthetic(browser, s.url, { room, name: 'Lossy', color: [0, 0, 0], freq: 0, direction: 'recvonly', link });
+  // The control: a viewer of the same composite on a clean link, watched over the same window. A
+  // machine that starves its browsers freezes it too.
+  const c = await joinSynthetic(browser, s.url, { room, name: 'Clean', color: [0, 0, 0], freq: 0, direction: 'recvonly' });
   // Without NACK a lossy viewer decodes a few frames a second at best: start counting at its first ones.
   await waitFor(() => stats(v), (st) => st?.framesDecoded > 5, 20_000, 'the lossy viewer decoding');
-  const s0 = await stats(v);
+  await waitFor(() => stats(c), (st) => st?.framesDecoded > 5, 20_000, 'the clean viewer decoding');
+  const [s0, c0] = [await stats(v), await stats(c)];
   const l0 = { ...link.down.stats };
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const s1 = await stats(v);
+  const [s1, c1] = [await stats(v), await stats(c)];
   const l1 = { ...link.down.stats };
   const o = (await apiCall(s.url, 'GET', `/v1/rooms/${room}/participants/${v.id}`)).body.output;
   const out = {
@@ -120,8 +125,9 @@ async function lossyViewer(s: ServerProcess, room: string, seconds: number) {
     rung: o.rung?.name,
     repaired: o.link?.repaired,
     refused: o.link?.refused,
+    control: { freezes: c1.freezeCount - c0.freezeCount, fps: +((c1.framesDecoded - c0.framesDecoded) / seconds).toFixed(1) },
   };
-  for (const p of [...pubs, v]) await p.page.close();
+  for (const p of [...pubs, v, c]) await p.page.close();
   console.log(s.output().split('\n').filter((l) => /link: rung/.test(l) && l.includes(v.id.slice(0, 8))).join('\n'));
   return out;
 }
@@ -131,7 +137,9 @@ describe('5 % random loss', () => {
   // 30 fps on the full rung (random loss is not congestion), against 1-7 freezes in 30 s without
   // NACK (the last run: 7, at 4 fps). Later: 0 in four local runs, and 3 in a CI run whose browser
   // also dropped 6 decoded frames (a starved renderer: 29.7 fps, 72 packets never repaired, no PLI).
-  // The bound leaves room for such a machine; NACK broken shows as the frame rate (2.6-4 fps).
+  // Then 9 in another CI run, with no figures printed. So a clean viewer of the same composite is
+  // watched over the same window, and only the freezes beyond its own count; NACK broken shows as
+  // the frame rate (2.6-7.6 fps).
   it("on a viewer's downlink: the call stays watchable with NACK, and the figures with and without it are printed", { timeout: 240_000 }, async () => {
     const withNack = await lossyViewer(server, 'lossy-nack', 60);
     console.log(`5 % downlink loss, NACK on, 60 s: ${JSON.stringify(withNack)}`);
@@ -143,11 +151,14 @@ describe('5 % random loss', () => {
     } finally {
       await other.stop();
     }
-    expect(withNack.nacks).toBeGreaterThan(0);
-    expect(withNack.repaired).toBeGreaterThan(0);
-    expect(withNack.freezes).toBeLessThanOrEqual(3);
-    expect(withNack.fps).toBeGreaterThan(25);
-    expect(withNack.rung).toBe('full');
+    // CI prints only part of a run's output: the figures go with each failure.
+    const said = `with NACK ${JSON.stringify(withNack)}; without ${JSON.stringify(without)}`;
+    expect(withNack.nacks, said).toBeGreaterThan(0);
+    expect(withNack.repaired, said).toBeGreaterThan(0);
+    // Freezes the loss caused: beyond those of the clean viewer of the same composite at the same time.
+    expect(withNack.freezes - withNack.control.freezes, said).toBeLessThanOrEqual(2);
+    expect(withNack.fps, said).toBeGreaterThan(25);
+    expect(withNack.rung, said).toBe('full');
     // Without NACK nothing is repaired.
     expect(without.repaired).toBe(0);
   });
@@ -159,7 +170,11 @@ describe('5 % random loss', () => {
     link.set('up', { lossPct: 5 });
     const green = await joinSynthetic(browser, server.url, { room, name: 'Green', color: [40, 200, 60], freq: 550, link, render: false });
     const watcher = await joinSynthetic(browser, server.url, { room, name: 'Watcher', color: [0, 0, 0], freq: 0, direction: 'recvonly' });
-    await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live');
+    // (Once, in a full run of this file, Green was gone from the room by then: the server's lines on
+    // it go with a timeout.)
+    await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live').catch((e: Error) => {
+      throw new Error(`${e.message}\nthe server on Green:\n${server.output().split('\n').filter((l) => l.includes(green.id.slice(0, 8))).join('\n')}`);
+    });
     // For 20 s: always live, and its colour at its tile in what the watcher gets.
     const t0 = Date.now();
     let samples = 0;
