@@ -122,4 +122,29 @@ describe('AudioMixer (mix-minus)', () => {
     expect(pts).toEqual([0n, 20_000_000n, 40_000_000n, 60_000_000n, 80_000_000n, 100_000_000n]);
     m.close();
   });
+
+  it('reads the same samples from a buffer at an odd offset (no Int16Array view) as from an aligned one, across the ring\'s end', () => {
+    let now = 0;
+    // A ring of 3.5 frames, so that writes and reads wrap.
+    const fifos = [new SampleFifo(() => now, FRAME_SAMPLES * 3.5), new SampleFifo(() => now, FRAME_SAMPLES * 3.5)];
+    const got: number[][] = [[], []];
+    let n = 0;
+    for (let k = 0; k < 40; k++) {
+      now = k * 20 + 20;
+      const aligned = Buffer.alloc(FRAME_SAMPLES * 2);
+      for (let i = 0; i < FRAME_SAMPLES; i++) aligned.writeInt16LE(((n++ * 37) % 60000) - 30000, i * 2);
+      const odd = Buffer.alloc(aligned.length + 1).subarray(1);
+      aligned.copy(odd);
+      expect(odd.byteOffset & 1).toBe(1);
+      fifos[0].write(aligned);
+      fifos[1].write(odd);
+      fifos.forEach((f, j) => {
+        const own = new Int16Array(FRAME_SAMPLES);
+        f.readFrame(own, now);
+        got[j].push(...own, Math.round(f.framePower * 1e9));
+      });
+    }
+    expect(got[0].some((v) => v !== 0)).toBe(true);
+    expect(got[1]).toEqual(got[0]);
+  });
 });
