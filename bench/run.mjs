@@ -15,6 +15,8 @@
 //                   browser does, with the server's MCU_VIDEO_CODEC=h264 to measure H.264 composites)
 //   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join,joins100 (default all)
 //   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
+//   BENCH_GENERATOR_NICE  the load generator's nice (default 0; see bench/ipc.mjs)
+//   BENCH_LOG_LEVEL  the server's LOG_LEVEL (default warn)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -61,7 +63,7 @@ async function roomToken(server, room) {
 
 async function startServer(env = {}) {
   const proc = spawn(path.join(ROOT, 'bin/mcu'), [], {
-    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'),
+    env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'),
       MCU_API_KEY: BENCH_KEY, MCU_API_SECRET: `bench-secret-${process.pid}-0123456789abcdef0123456789`,
       // The bench measures capacity itself: no join-rate limit and no admission control in its way.
       MCU_JOINS_PER_SECOND: '100000', MCU_CPU_BUDGET: '0', MCU_MAX_PARTICIPANTS: '100', ...env },
