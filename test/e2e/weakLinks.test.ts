@@ -175,13 +175,17 @@ describe('5 % random loss', () => {
     await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live').catch((e: Error) => {
       throw new Error(`${e.message}\nthe server on Green:\n${server.output().split('\n').filter((l) => l.includes(green.id.slice(0, 8))).join('\n')}`);
     });
-    // For 20 s: always live, and its colour at its tile in what the watcher gets.
+    // The watcher moves to the composite with Green's video once that one flows steadily (some
+    // 200 ms after Green is live; a CI run looked at once and found the placeholder still shown).
+    const viewOf = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}/participants/${watcher.id}/view`)).body;
+    await waitFor(viewOf, (v) => v.tiles?.find((x: { participantId: string }) => x.participantId === green.id)?.source === 'video', 10_000, "Green's video in the watcher's view");
+    // From then on, for 20 s: always live, and its colour at its tile in what the watcher gets.
     const t0 = Date.now();
     let samples = 0;
     while (Date.now() - t0 < 20_000) {
       const r = await apiCall(server.url, 'GET', `/v1/rooms/${room}`);
       expect(r.body.participants.find((p: { id: string }) => p.id === green.id).videoLive).toBe(true);
-      const v = (await apiCall(server.url, 'GET', `/v1/rooms/${room}/participants/${watcher.id}/view`)).body;
+      const v = await viewOf();
       const t = v.tiles.find((x: { participantId: string }) => x.participantId === green.id);
       expect(t.source).toBe('video');
       const got = (await watcher.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
