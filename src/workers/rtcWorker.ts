@@ -24,7 +24,6 @@ const lag = new LoopLagMonitor(`rtc-worker`);
 const channel = new Channel<NoRequests, RtcRequests, RtcEvents, NoEvents>(parentPort as unknown as PortLike);
 const log = createLogger('rtc');
 const peers = new Map<string, RtcPeer>();
-
 const feeds = new ViewFeeds((key) => channel.notify('view.keyframe', { key }));
 
 const peer = (id: string) => {
