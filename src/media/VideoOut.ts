@@ -45,7 +45,9 @@ export class VideoOut {
   /** Send times of recent frames, for the largest gap a viewer saw. */
   readonly #frameTimes: number[] = [];
   /** For each of those frames: how long after it was composed it left, and from which composite. */
-  readonly #frameDelays: Array<{ delay: number; source: object }> = [];
+  readonly #frameDelays: Array<{ delay: number; source: object; key: boolean }> = [];
+  /** Whether the frame being sent started with a keyframe packet. */
+  #frameIsKey = false;
 
   constructor(
     /** Gets the rewritten packet, and the view's packet it came from. */
@@ -153,11 +155,13 @@ export class VideoOut {
     this.#rewriter.rewrite(out, p.rtp, p.source);
     if (view.codec === 'vp8') this.#pictureIds.rewrite(out, p.rtp, p.source);
     this.bytesSent += out.length;
+    if (p.keyframe) this.#frameIsKey = true;
     if (p.rtp.marker) {
       this.framesSent++;
       const now = performance.now();
       this.#frameTimes.push(now);
-      this.#frameDelays.push({ delay: nowMs() - p.ptsMs, source: p.source });
+      this.#frameDelays.push({ delay: nowMs() - p.ptsMs, source: p.source, key: this.#frameIsKey });
+      this.#frameIsKey = false;
       if (this.#frameTimes.length > 600) {
         this.#frameTimes.splice(0, 300);
         this.#frameDelays.splice(0, 300);
@@ -191,24 +195,35 @@ export class VideoOut {
    * keyframe (one every GOP) that takes the encoder longer. Null when the composites' start is
    * not known in this thread.
    */
-  frameLateness(windowMs = 10_000): { maxMs: number; p99Ms: number } | null {
+  frameLateness(windowMs = 10_000): { maxMs: number; p99Ms: number; keyframes: number; maxDeltaMs: number } | null {
     const from = performance.now() - windowMs;
-    const bySource = new Map<object, number[]>();
+    const bySource = new Map<object, Array<{ delay: number; key: boolean }>>();
     this.#frameTimes.forEach((t, i) => {
       const d = this.#frameDelays[i];
       if (t < from || !Number.isFinite(d.delay)) return;
       let list = bySource.get(d.source);
       if (!list) bySource.set(d.source, (list = []));
-      list.push(d.delay);
+      list.push(d);
     });
     if (bySource.size === 0) return null;
     const late: number[] = [];
-    for (const delays of bySource.values()) {
-      const min = Math.min(...delays);
-      for (const d of delays) late.push(d - min);
+    let keyframes = 0;
+    let maxDelta = 0;
+    for (const frames of bySource.values()) {
+      const min = Math.min(...frames.map((f) => f.delay));
+      for (const f of frames) {
+        late.push(f.delay - min);
+        if (f.key) keyframes++;
+        else maxDelta = Math.max(maxDelta, f.delay - min);
+      }
     }
     late.sort((a, b) => a - b);
-    return { maxMs: Math.round(late[late.length - 1]), p99Ms: Math.round(late[Math.floor(0.99 * (late.length - 1))]) };
+    return {
+      maxMs: Math.round(late[late.length - 1]),
+      p99Ms: Math.round(late[Math.floor(0.99 * (late.length - 1))]),
+      keyframes,
+      maxDeltaMs: Math.round(maxDelta),
+    };
   }
 
   close(): void {

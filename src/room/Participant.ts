@@ -345,6 +345,8 @@ export class Participant {
         maxFrameGapMs: s?.maxFrameGapMs ?? null,
         maxFrameLatenessMs: s?.maxFrameLatenessMs ?? null,
         p99FrameLatenessMs: s?.p99FrameLatenessMs ?? null,
+        maxDeltaFrameLatenessMs: s?.maxDeltaFrameLatenessMs ?? null,
+        keyframesSent10s: s?.keyframesSent10s ?? null,
         maxAudioGapMs: s?.maxAudioGapMs ?? null,
         lastSwitchMs: s?.lastSwitchMs ?? null,
       },

@@ -177,9 +177,14 @@ export class RtcPeer {
     return Math.round(Math.max(...this.#audioGaps.map(([, g]) => g)));
   }
 
-  #lateness(): Pick<PeerStats, 'maxFrameLatenessMs' | 'p99FrameLatenessMs'> {
+  #lateness(): Pick<PeerStats, 'maxFrameLatenessMs' | 'p99FrameLatenessMs' | 'keyframesSent10s' | 'maxDeltaFrameLatenessMs'> {
     const l = this.videoOut?.frameLateness();
-    return { maxFrameLatenessMs: l?.maxMs ?? null, p99FrameLatenessMs: l?.p99Ms ?? null };
+    return {
+      maxFrameLatenessMs: l?.maxMs ?? null,
+      p99FrameLatenessMs: l?.p99Ms ?? null,
+      keyframesSent10s: l?.keyframes ?? null,
+      maxDeltaFrameLatenessMs: l?.maxDeltaMs ?? null,
+    };
   }
 
   stats(): PeerStats {

@@ -24,6 +24,10 @@ export interface PeerStats {
    * and the 99th percentile. */
   maxFrameLatenessMs: number | null;
   p99FrameLatenessMs: number | null;
+  /** Keyframes sent in those 10 s, and the latest of the other frames (a keyframe is many packets
+   * sent back to back to every viewer of the composite, so it leaves later than a delta frame). */
+  keyframesSent10s: number | null;
+  maxDeltaFrameLatenessMs: number | null;
   /** Largest gap between mix packets sent to the peer in the last ~10 s. */
   maxAudioGapMs: number | null;
   lastSwitchMs: number | null;
