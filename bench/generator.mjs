@@ -3,9 +3,11 @@
 // measures: publishers and viewers are werift peers spread over worker threads, all fed by one
 // shared GStreamer encoder (VP8 640x360 at 30 fps, and Opus). The bench (bench/run.mjs) drives it
 // over the IPC channel of child_process.fork and reads its CPU from /proc.
-//   join { url, room, name, token, video, waitConnected, silent }  -> { id }   a peer that sends and receives
-//                                    (video optional; waitConnected: once ICE and DTLS are done;
-//                                    silent: its microphone sends Opus of silence, not the tone)
+//   join { url, room, name, token, video, waitConnected, silent, janus }  -> { id }   a peer that sends
+//                                    and receives (video optional; waitConnected: once ICE and DTLS
+//                                    are done; silent: its microphone sends Opus of silence, not the
+//                                    tone; janus: join Janus's AudioBridge at this API URL instead,
+//                                    room being its numeric room id; see bench/janus.mjs)
 //   measure { on }                                   start (resetting counters) or stop counting
 //   stats                             -> [{ frames, audio, maxAudioGapMs, maxFrameGapMs }]
 //   leaveAll
@@ -82,7 +84,7 @@ if (isMainThread) {
     });
   }
 
-  async function join({ url, room, name, token, video = true, waitConnected = false, silent = false }) {
+  async function join({ url, room, name, token, video = true, waitConnected = false, silent = false, janus }) {
     const pc = loopbackPeer(CODECS);
     const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
     const tracks = {};
@@ -106,8 +108,17 @@ if (isMainThread) {
         }),
       );
     }
-    const location = await whipJoin(pc, url, room, name, token);
-    const bye = () => fetch(url + location, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } }).catch(() => undefined);
+    let location;
+    let bye;
+    if (janus) {
+      const { janusJoin } = await import('./janus.mjs');
+      const j = await janusJoin(pc, janus, room, name);
+      location = `/janus/${room}/${name}`;
+      bye = j.leave;
+    } else {
+      location = await whipJoin(pc, url, room, name, token);
+      bye = () => fetch(url + location, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } }).catch(() => undefined);
+    }
     // ICE and DTLS done, within 10 s (or the join counts as failed).
     if (waitConnected && pc.connectionState !== 'connected') {
       await pc.connectionStateChange.watch((st) => st === 'connected', 10_000).catch(async () => {

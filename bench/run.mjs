@@ -13,7 +13,8 @@
 //   BENCH_JOINS     Chromium joins timed for the join-time figure (default 10; 0 skips it)
 //   BENCH_VIDEO_CODECS  the video codecs each generated peer offers, in order (default vp8; vp8,h264 as a
 //                   browser does, with the server's MCU_VIDEO_CODEC=h264 to measure H.264 composites)
-//   BENCH_ONLY      a comma list of parts to run: a,b,audio,bare,switch,latency,join,joins100 (default all)
+//   BENCH_ONLY      a comma list of parts to run: a,b,audio,janus,bare,switch,latency,join,joins100 (default all;
+//                   'janus' runs the audio-only sizes on Debian's Janus AudioBridge, side by side)
 //   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
 //   BENCH_GENERATOR_NICE  the load generator's nice (default 0; see bench/ipc.mjs)
 //   BENCH_LOG_LEVEL  the server's LOG_LEVEL (default warn)
@@ -24,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MediaStreamTrack, RtpPacket } from 'werift';
 import { startGenerator } from './ipc.mjs';
+import { startJanus } from './janus.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
@@ -34,7 +36,7 @@ const sizes = (name, def) => (process.env[name] ?? def).split(',').map(Number);
 const SIZES_A = sizes('BENCH_SIZES_A', '8,16,24,30');
 const SIZES_B = sizes('BENCH_SIZES_B', '4,6,8,10,12');
 const SIZES_AUDIO = sizes('BENCH_SIZES_AUDIO', '10,20,30,40');
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,rungs,audio,bare,switch,latency,join,joins100').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,rungs,audio,janus,bare,switch,latency,join,joins100').split(','));
 const SIZES_RUNGS = sizes('BENCH_SIZES_RUNGS', '8');
 const JOINS_UNDER_LOAD = Number(process.env.BENCH_JOINS_UNDER_LOAD ?? 100);
 const JOINS = Number(process.env.BENCH_JOINS ?? 10);
@@ -152,6 +154,8 @@ async function serverFrameLateness(server, room) {
   return {
     max: Math.max(0, ...r.participants.map((p) => p.stats.maxFrameLatenessMs ?? 0)),
     p99: Math.max(0, ...r.participants.map((p) => p.stats.p99FrameLatenessMs ?? 0)),
+    maxDelta: Math.max(0, ...r.participants.map((p) => p.stats.maxDeltaFrameLatenessMs ?? 0)),
+    keyframes: Math.max(0, ...r.participants.map((p) => p.stats.keyframesSent10s ?? 0)),
   };
 }
 
@@ -160,6 +164,44 @@ async function serverFrameLateness(server, room) {
  * with self-view, so one compositor and encoder serve everyone. Case (b): each viewer its own
  * 640x360 mix-minus composite. 'audio': audio-only people, mix-minus only.
  */
+/**
+ * The same audio-only room on Janus's AudioBridge, joined by the same generator: Janus's CPU per
+ * participant and the largest gap at the receivers, over the same seconds.
+ */
+async function measureJanusRoom(janus, gen, n) {
+  const room = 9000 + n;
+  const talkers = Number(process.env.BENCH_AUDIO_TALKERS ?? n);
+  for (let i = 0; i < n; i++) await gen.call({ cmd: 'join', janus: janus.url, room, name: `p${i}`, video: false, silent: i >= talkers });
+  await sleep(11_000);
+  await gen.call({ cmd: 'measure', on: true });
+  const cpu0 = cpuSeconds(janus.proc.pid);
+  const gcpu0 = cpuSeconds(gen.proc.pid);
+  const t0 = performance.now();
+  await sleep(SECONDS * 1000);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(janus.proc.pid) - cpu0;
+  const gcpu = cpuSeconds(gen.proc.pid) - gcpu0;
+  await gen.call({ cmd: 'measure', on: false });
+  const stats = await gen.call({ cmd: 'stats' });
+  await gen.call({ cmd: 'leaveAll' });
+  await sleep(1500);
+  return {
+    case: 'janus-audio',
+    participants: n,
+    encoders: null,
+    minFps: null,
+    medianFps: null,
+    maxAudioGapMs: Math.max(...stats.map((s) => s.maxAudioGapMs)),
+    serverMaxFrameLateMs: null,
+    serverP99FrameLateMs: null,
+    serverCores: +(cpu / wall).toFixed(2),
+    cpuPerParticipant: +(cpu / wall / n).toFixed(3),
+    generatorCores: +(gcpu / wall).toFixed(2),
+    receiving: stats.filter((s) => s.audio > 0).length,
+    realTime: stats.every((s) => s.audio > 0) && Math.max(...stats.map((s) => s.maxAudioGapMs)) <= 100,
+  };
+}
+
 async function stopServer(server) {
   server.proc.kill('SIGTERM');
   await new Promise((r) => server.proc.once('exit', r));
@@ -189,6 +231,8 @@ async function measureRoom(server, gen, n, kind) {
   const t0 = performance.now();
   let late = 0;
   let late99 = 0;
+  let lateDelta = 0;
+  let keyframes = 0;
   const samples = Math.max(1, Math.floor(SECONDS / 5));
   for (let i = 0; i < samples; i++) {
     await sleep((SECONDS * 1000) / samples);
@@ -196,6 +240,8 @@ async function measureRoom(server, gen, n, kind) {
       const l = await serverFrameLateness(server, room);
       late = Math.max(late, l.max);
       late99 = Math.max(late99, l.p99);
+      lateDelta = Math.max(lateDelta, l.maxDelta);
+      keyframes = Math.max(keyframes, l.keyframes);
     }
   }
   const wall = (performance.now() - t0) / 1000;
@@ -214,6 +260,9 @@ async function measureRoom(server, gen, n, kind) {
     maxAudioGapMs: Math.max(...stats.map((s) => s.maxAudioGapMs)),
     serverMaxFrameLateMs: kind === 'audio' ? null : late,
     serverP99FrameLateMs: kind === 'audio' ? null : late99,
+    // Diagnostics: the latest frame other than a keyframe, and the most keyframes a viewer got in 10 s.
+    serverMaxDeltaFrameLateMs: kind === 'audio' ? null : lateDelta,
+    keyframesPer10s: kind === 'audio' ? null : keyframes,
     serverCores: +(cpu / wall).toFixed(2),
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
     generatorCores: +(gcpu / wall).toFixed(2),
@@ -506,6 +555,25 @@ try {
     }
     if (target !== server) await stopServer(target);
   }
+  if (ONLY.has('janus')) {
+    let janus = null;
+    try {
+      janus = await startJanus();
+    } catch (err) {
+      console.error(`janus: not measured: ${err.message}`);
+    }
+    if (janus) {
+      try {
+        for (const n of SIZES_AUDIO) {
+          const r = await measureJanusRoom(janus, gen, n);
+          rows.push(r);
+          console.error(`measured janus audio, ${n} participants: ${JSON.stringify(r)}`);
+        }
+      } finally {
+        await janus.stop();
+      }
+    }
+  }
   for (const r of rows.filter((x) => x.case === 'rungs')) {
     const single = rows.find((x) => x.case === 'b' && x.participants === r.participants);
     console.error(`rungs: ${r.participants} viewers over three rungs use ${r.encoders} encoders and ${r.serverCores} cores; on one rung: ${single ? `${single.encoders} encoders, ${single.serverCores} cores` : 'not measured (BENCH_SIZES_B)'}`);
@@ -550,6 +618,8 @@ for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps 
 console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}, audio only ${capacity.audio}`);
 const audioRows = rows.filter((r) => r.case === 'audio');
 if (audioRows.length) console.log(`audio only${process.env.BENCH_AUDIO_TALKERS ? ` (${process.env.BENCH_AUDIO_TALKERS} talking, the rest silent)` : ''}: ${audioRows.map((r) => `${r.participants} people ${(r.cpuPerParticipant * 1000).toFixed(0)} millicores each, largest gap ${r.maxAudioGapMs} ms`).join('; ')}`);
+const janusRows = rows.filter((r) => r.case === 'janus-audio');
+if (janusRows.length) console.log(`Janus AudioBridge, same rooms and generator: ${janusRows.map((r) => `${r.participants} people ${(r.cpuPerParticipant * 1000).toFixed(0)} millicores each, largest gap ${r.maxAudioGapMs} ms`).join('; ')}`);
 if (switching) console.log(`layout switch (${switching.switches} switches): largest gap between frames at the viewer ${switching.maxGapMs} ms (median of per-switch maxima ${switching.medianMaxGapMs} ms; one frame is ${switching.frameIntervalMs} ms); switch done in median ${switching.switchMedianMs} ms, p95 ${switching.switchP95Ms} ms`);
 if (lat) {
   for (const k of ['video', 'audio']) {

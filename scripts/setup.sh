@@ -4,6 +4,8 @@
 #   scripts/setup.sh          runtime: GStreamer, fonts, build tools, npm packages, build
 #   scripts/setup.sh --test   also what the tests need: Debian's chromium, gst-discoverer, iproute2,
 #                             redis-server and coturn (the tests start their own; a node needs neither)
+#   scripts/setup.sh --bench  the tests' packages and Debian's janus, which `npm run bench` measures
+#                             side by side with our audio-only rooms
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +18,8 @@ RUNTIME_PKGS=(
 TEST_PKGS=(chromium gstreamer1.0-plugins-base-apps iproute2 util-linux redis-server coturn sip-tester openssl)
 
 want=("${RUNTIME_PKGS[@]}")
-[[ "${1:-}" == "--test" ]] && want+=("${TEST_PKGS[@]}")
+[[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]] && want+=("${TEST_PKGS[@]}")
+[[ "${1:-}" == "--bench" ]] && want+=(janus)
 
 missing=()
 for p in "${want[@]}"; do
@@ -31,6 +34,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Debian starts the janus service it installs; the bench starts its own, on loopback only.
+  if [[ " ${missing[*]} " == *" janus "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now janus >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm packages: install when node_modules is missing or older than the lockfile.
