@@ -32,6 +32,10 @@ export interface McuConfig {
   /** MCU_VIDEO_CODEC: `h264` or `vp8` is taken whenever a peer offers it, whatever the offer's
    * order; unset, the offer's order decides (browsers put VP8 first). */
   preferVideo?: VideoCodec;
+  /** MCU_INPUT_GATE: 0 decodes every microphone always. Default on: a microphone whose packets say
+   * (RFC 6464 audio level) it has been under -60 dBov for 2 s is not decoded until it is louder
+   * (src/media/inputGate.ts). */
+  inputGate: boolean;
   /** MCU_MIX_SPEAKERS: how many talkers the mix carries at once, the loudest (0: everyone, with one
    * encoder per listener). Everyone else shares one encoded mix per room. Default 4. */
   mixSpeakers: number;
@@ -192,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): McuConfig {
     tileScalers: env.MCU_TILE_SCALERS === '1',
     testHooks: env.MCU_TEST_HOOKS === '1',
     nack: env.MCU_NACK !== '0',
+    inputGate: env.MCU_INPUT_GATE !== '0',
     ice: {
       urls: (env.MCU_TURN_URLS ?? '')
         .split(',')

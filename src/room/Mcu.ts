@@ -236,6 +236,7 @@ export class Mcu {
           canSubscribe: opts.canSubscribe ?? true,
           nack: this.config.nack,
           preferVideo: this.config.preferVideo,
+          inputGate: this.config.inputGate,
         },
         label: { room: roomId, participant: id.slice(0, 8), name },
       });

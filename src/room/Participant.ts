@@ -340,6 +340,7 @@ export class Participant {
       stats: {
         videoPacketsIn: s?.videoPacketsIn ?? 0,
         audioPacketsIn: s?.audioPacketsIn ?? 0,
+        audioPacketsSkipped: s?.audioPacketsSkipped ?? 0,
         pliSent: s?.pliSent ?? 0,
         framesSent: s?.framesSent ?? 0,
         maxFrameGapMs: s?.maxFrameGapMs ?? null,

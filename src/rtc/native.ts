@@ -8,6 +8,7 @@ import {
   RTCRtpCodecParameters,
   RtcpPayloadSpecificFeedback,
   RtcpTransportLayerFeedback,
+  useAudioLevelIndication,
   useTransportWideCC,
   type MediaStreamTrack,
   type RTCRtpTransceiver,
@@ -17,10 +18,14 @@ import {
 import { UnsupportedMediaError, BadRequestError } from '../core/errors.js';
 import type { VideoCodec } from '../core/pipelines.js';
 import { answerDirection, inspectOffer, stripMdnsCandidates } from './sdp.js';
-import { SessionHandlers, type DtmfEvent, type MediaSession } from './session.js';
+import { SessionHandlers, type DtmfEvent, type MediaSession, type RtpHandler } from './session.js';
+
+const AUDIO_LEVEL_URI = 'urn:ietf:params:rtp-hdrext:ssrc-audio-level';
 
 export interface RtcOptions {
   iceAddresses: string[];
+  /** False: every audio packet is decoded, whatever its level (MCU_INPUT_GATE=0). Default true. */
+  inputGate?: boolean;
   portRange: [number, number];
   gatherTimeoutMs?: number;
   /** The peer's grants: false answers its media with a direction that takes none of it (recvonly offers stay as they are). */
@@ -154,7 +159,9 @@ export class PeerSession implements MediaSession {
       iceUseIpv4: true,
       pendingRtp: false,
       codecs: { video: videoCodecs(videoOrder, opts.nack !== false), audio: [OPUS(), ...G711()] },
-      headerExtensions: { audio: [], video: [useTransportWideCC()] },
+      // The sender's audio level in every audio packet (RFC 6464; browsers send it): a silent
+      // microphone's packets need not be decoded (src/media/inputGate.ts).
+      headerExtensions: { audio: [useAudioLevelIndication()], video: [useTransportWideCC()] },
     });
     const session = new PeerSession(pc);
     try {
@@ -203,6 +210,7 @@ export class PeerSession implements MediaSession {
         send: dir === 'sendrecv' || dir === 'sendonly',
       };
       const seen = new Set<MediaStreamTrack>();
+      const levelId = kind === 'audio' ? t.headerExtensions.find((e) => e.uri === AUDIO_LEVEL_URI)?.id : undefined;
       const listen = (track: MediaStreamTrack) => {
         if (seen.has(track)) return;
         seen.add(track);
@@ -210,7 +218,12 @@ export class PeerSession implements MediaSession {
           this.#lastHeard = performance.now();
           if (kind === 'video') this.#remoteVideoSsrc = rtp.header.ssrc;
           const buf = rtp.serialize();
-          for (const h of this.#on.rtp[kind]) h(buf);
+          let level: number | undefined;
+          if (levelId !== undefined) {
+            const ext = rtp.header.extensions.find((e) => e.id === levelId);
+            if (ext && ext.payload.length > 0) level = ext.payload[0] & 0x7f;
+          }
+          for (const h of this.#on.rtp[kind]) h(buf, level);
         });
       };
       // werift may create the remote track while applying the offer, before we get here.
@@ -269,7 +282,7 @@ export class PeerSession implements MediaSession {
   }
 
   /** Each returns a function that unsubscribes the handler. */
-  onRtp(kind: MediaKind, handler: (packet: Buffer) => void): () => void {
+  onRtp(kind: MediaKind, handler: RtpHandler): () => void {
     return SessionHandlers.add(this.#on.rtp[kind], handler);
   }
 

@@ -10,7 +10,7 @@ import { BadRequestError } from '../core/errors.js';
 import type { LinkReport, MediaKind, TrackInfo } from './native.js';
 import { parsePlainOffer, plainAnswer, type PlainAnswerMedia, type PlainAudioCodec, type PlainCodecChoice, type PlainMediaOffer, type PlainOffer } from './plainSdp.js';
 import { answerDirection } from './sdp.js';
-import { DTMF_DIGITS, SessionHandlers, type DtmfEvent, type MediaSession } from './session.js';
+import { DTMF_DIGITS, SessionHandlers, type DtmfEvent, type MediaSession, type RtpHandler } from './session.js';
 
 export interface PlainOptions {
   /** The address we announce in answers (the node's public address for RTP). */
@@ -339,7 +339,7 @@ export class PlainRtpSession implements MediaSession {
     return this.#lines.get(kind)?.port;
   }
 
-  onRtp(kind: MediaKind, handler: (packet: Buffer) => void): () => void {
+  onRtp(kind: MediaKind, handler: RtpHandler): () => void {
     return SessionHandlers.add(this.#on.rtp[kind], handler);
   }
 

@@ -17,7 +17,9 @@ export interface MediaSession {
   readonly connected: boolean;
   /** Milliseconds since any RTP or RTCP arrived from the peer. */
   readonly silentMs: number;
-  onRtp(kind: MediaKind, handler: (packet: Buffer) => void): () => void;
+  /** `audioLevel`: for audio, the level the sender put in the packet (RFC 6464: 0 is 0 dBov, 127
+   * is -127 dBov or silence), where that header extension was negotiated; else undefined. */
+  onRtp(kind: MediaKind, handler: RtpHandler): () => void;
   /** The peer (a viewer) asked for a keyframe (PLI or FIR). */
   onKeyframeRequest(handler: () => void): () => void;
   onStateChange(handler: (state: string) => void): () => void;
@@ -34,8 +36,10 @@ export interface MediaSession {
 export const DTMF_DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D', 'flash'];
 
 /** Where a session's events go: both kinds of session keep their subscribers the same way. */
+export type RtpHandler = (packet: Buffer, audioLevel?: number) => void;
+
 export class SessionHandlers {
-  readonly rtp: Record<MediaKind, Set<(p: Buffer) => void>> = { audio: new Set(), video: new Set() };
+  readonly rtp: Record<MediaKind, Set<RtpHandler>> = { audio: new Set(), video: new Set() };
   readonly keyframe = new Set<() => void>();
   readonly state = new Set<(s: string) => void>();
   readonly dtmf = new Set<(e: DtmfEvent) => void>();

@@ -8,6 +8,7 @@ import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { parseRtp, RtpRewriter } from '../media/rtp.js';
 import type { MixFeed, ViewSource } from '../media/viewFeeds.js';
 import { MixGate } from '../media/mixGate.js';
+import { InputGate } from '../media/inputGate.js';
 import type { MediaSession } from '../rtc/session.js';
 import type { DtmfEvent } from '../rtc/session.js';
 import { VideoOut } from '../media/VideoOut.js';
@@ -15,6 +16,8 @@ import type { PeerStats } from './protocol.js';
 
 export interface RtcPeerDeps {
   log: Logger;
+  /** Skip decoding a silent microphone's packets (see InputGate). */
+  inputGate?: boolean;
   /** The peer's picture now comes from `key`. */
   switched: (key: string, ms: number) => void;
   state: (state: string) => void;
@@ -26,6 +29,8 @@ export class RtcPeer {
   readonly videoOut?: VideoOut;
   #audioOut?: LocalUdp;
   #gate?: MixGate;
+  /** Whether the peer's microphone is decoded; undefined: always. */
+  readonly #inputGate?: InputGate;
   #unfollowMix?: () => void;
   readonly #audioRewriter: RtpRewriter;
   #videoInPort?: number;
@@ -52,6 +57,7 @@ export class RtcPeer {
     private readonly deps: RtcPeerDeps,
   ) {
     const t = session.tracks;
+    if (deps.inputGate) this.#inputGate = new InputGate();
     this.#audioRewriter = new RtpRewriter(t.audio?.clockRate ?? (t.audio?.codec === 'opus' || !t.audio ? 48000 : 8000));
     if (t.video?.send) {
       this.videoOut = new VideoOut(
@@ -61,10 +67,11 @@ export class RtcPeer {
     }
     this.#unsubscribe.push(
       session.onRtp('video', (p) => this.#onVideoRtp(p)),
-      session.onRtp('audio', (p) => {
+      session.onRtp('audio', (p, level) => {
         // Only the negotiated payload type goes on: the jitterbuffer's caps name exactly one.
         if (p.length < 12 || (p[1] & 0x7f) !== t.audio?.payloadType) return;
         this.audioPacketsIn++;
+        if (this.#inputGate && !this.#inputGate.pass(p, level, performance.now())) return;
         if (this.#audioInPort) sendToPipeline(this.#audioInPort, p);
       }),
       session.onKeyframeRequest(() => this.videoOut?.requestKeyframe()),
@@ -195,6 +202,7 @@ export class RtcPeer {
       msSinceVideo: Math.round(performance.now() - this.#lastVideoAt),
       videoPacketsIn: this.videoPacketsIn,
       audioPacketsIn: this.audioPacketsIn,
+      audioPacketsSkipped: this.#inputGate?.skipped ?? 0,
       pliSent: this.pliSent,
       framesSent: v?.framesSent ?? 0,
       bytesSent: v?.bytesSent ?? 0,

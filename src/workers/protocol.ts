@@ -15,6 +15,8 @@ export interface PeerStats {
   msSinceVideo: number;
   videoPacketsIn: number;
   audioPacketsIn: number;
+  /** Of those, not decoded: the microphone was silent (InputGate). */
+  audioPacketsSkipped: number;
   pliSent: number;
   framesSent: number;
   bytesSent: number;

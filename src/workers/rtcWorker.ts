@@ -69,6 +69,7 @@ channel.serve({
       throw new BadRequestError('an offer or a leg is needed');
     }
     const p = new RtcPeer(id, session, {
+      inputGate: rtc.inputGate !== false,
       log: log.child(label),
       switched: (key, ms) => channel.notify('peer.switched', { id, key, ms }),
       state: (state) => channel.notify('peer.state', { id, state }),

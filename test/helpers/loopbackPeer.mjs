@@ -1,9 +1,10 @@
 // Shared by the werift test peers (test/helpers/weriftPeer.ts) and the benchmarks (bench/*.mjs):
 // a werift peer connection that gathers on 127.0.0.1 only (no STUN, no mDNS) and offers Opus and
 // one video codec, or several in the order given (['vp8', 'h264'] as a browser does).
-import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
+import { RTCPeerConnection, RTCRtpCodecParameters, useAudioLevelIndication } from 'werift';
 
-export function loopbackPeer(videoCodec = 'vp8') {
+/** `audioLevel`: offer RFC 6464 audio levels (the sender then puts them in its packets itself). */
+export function loopbackPeer(videoCodec = 'vp8', { audioLevel = false } = {}) {
   const feedback = [{ type: 'nack', parameter: 'pli' }];
   const codecs = {
     h264: () =>
@@ -24,6 +25,7 @@ export function loopbackPeer(videoCodec = 'vp8') {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
       video: [videoCodec].flat().map((c) => codecs[c]()),
     },
+    ...(audioLevel ? { headerExtensions: { audio: [useAudioLevelIndication()] } } : {}),
   });
 }
 
