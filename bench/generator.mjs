@@ -78,14 +78,21 @@ if (isMainThread) {
   const feed = { video: new Set(), h264: new Set(), audio: new Set(), silent: new Set() };
   const udp = {};
   for (const kind of ['video', 'h264', 'audio', 'silent']) {
+    // The level a browser would put in each audio packet (RFC 6464, -dBov): the tone's RMS is
+    // -17 dBov, silence is 127.
+    const level = kind === 'audio' ? 17 : kind === 'silent' ? 127 : undefined;
     udp[kind] = await LocalUdp.open((b) => {
       // Each sender rewrites the header it is given: every track gets its own copy.
-      for (const track of feed[kind]) track.writeRtp(RtpPacket.deSerialize(b));
+      for (const track of feed[kind]) {
+        const rtp = RtpPacket.deSerialize(b);
+        if (level !== undefined && track.levelExtId !== undefined) rtp.header.extensions.push({ id: track.levelExtId, payload: Buffer.from([level]) });
+        track.writeRtp(rtp);
+      }
     });
   }
 
   async function join({ url, room, name, token, video = true, waitConnected = false, silent = false, janus }) {
-    const pc = loopbackPeer(CODECS);
+    const pc = loopbackPeer(CODECS, { audioLevel: true });
     const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
     const tracks = {};
     for (const kind of video ? ['audio', 'video'] : ['audio']) {
@@ -130,6 +137,8 @@ if (isMainThread) {
     // Each track is fed the source in the codec its sender negotiated.
     const sent = (kind) => pc.getTransceivers().find((t) => t.sender.track === tracks[kind])?.sender.codec?.mimeType.toLowerCase();
     const feedOf = (kind) => (kind === 'video' && sent(kind) === 'video/h264' ? 'h264' : kind === 'audio' && silent ? 'silent' : kind);
+    const audioT = pc.getTransceivers().find((t) => t.sender.track === tracks.audio);
+    tracks.audio.levelExtId = audioT?.headerExtensions.find((e) => e.uri === 'urn:ietf:params:rtp-hdrext:ssrc-audio-level')?.id;
     for (const [kind, track] of Object.entries(tracks)) feed[feedOf(kind)].add(track);
     const feeds = Object.fromEntries(Object.keys(tracks).map((k) => [k, feedOf(k)]));
     peers.push({ pc, s, tracks, feeds, bye });

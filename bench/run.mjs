@@ -267,6 +267,10 @@ async function measureRoom(server, gen, n, kind) {
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
     generatorCores: +(gcpu / wall).toFixed(2),
     receiving: stats.filter((s) => s.audio > 0).length,
+    // Of the audio packets the server got, the share it did not decode (silent microphones).
+    audioSkipped: +(
+      roomInfo.participants.reduce((a, p) => a + (p.stats.audioPacketsSkipped ?? 0), 0) / Math.max(1, roomInfo.participants.reduce((a, p) => a + p.stats.audioPacketsIn, 0))
+    ).toFixed(2),
   };
   // Real time: every viewer at 29 fps or more, no audio gap over 100 ms at any receiver, and at
   // the server no output frame more than 20 ms late, but for the odd keyframe (the 99th
