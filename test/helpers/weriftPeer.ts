@@ -28,13 +28,15 @@ export interface PeerOptions {
   video?: RTCRtpTransceiverDirection;
   /** One codec, or several in this order (a browser offers VP8 first, then H.264). */
   videoCodec?: 'vp8' | 'h264' | Array<'vp8' | 'h264'>;
+  /** Offer RFC 6464 audio levels, as browsers do (the test then puts them in its packets). */
+  audioLevel?: boolean;
 }
 
 type RTCRtpTransceiverDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 
 /** Builds a werift offer on 127.0.0.1 only (no STUN, no mDNS), with every candidate in it. */
 export async function makeOffer(opts: PeerOptions) {
-  const pc: RTCPeerConnection = loopbackPeer(opts.videoCodec);
+  const pc: RTCPeerConnection = loopbackPeer(opts.videoCodec, { audioLevel: opts.audioLevel ?? false });
   const send: WeriftPeer['send'] = {};
   const handlers: Record<'audio' | 'video', Array<(p: RtpPacket) => void>> = { audio: [], video: [] };
   const received = { audio: 0, video: 0 };

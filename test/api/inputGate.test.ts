@@ -1,0 +1,104 @@
+import dgram from 'node:dgram';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RtpPacket } from 'werift';
+import { GstPipeline } from '../../src/gst/native.js';
+import { LocalUdp } from '../../src/media/localUdp.js';
+import { pcmFrom, sleep, toneDb, toneSender } from '../helpers/media.js';
+import { authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
+
+// A microphone whose packets say it is silent (RFC 6464 audio level) is not decoded; its first
+// louder packet is. The test's speaker sends a tone all along and only the level it claims
+// changes, so what the listener hears shows what the server decoded.
+let server: ServerProcess;
+const cleanup: Array<() => unknown> = [];
+beforeAll(async () => {
+  server = await startServerProcess({});
+});
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+  expect(await server.stop()).toBe(0);
+});
+
+const ROOM = 'input-gate';
+const LEVEL_URI = 'urn:ietf:params:rtp-hdrext:ssrc-audio-level';
+
+/** Sends a 440 Hz tone as the peer's microphone, each packet claiming the level `level()` says. */
+async function talk(peer: WeriftPeer, level: () => number) {
+  const t = peer.pc.getTransceivers().find((x) => x.sender.track === peer.send.audio)!;
+  const id = t.headerExtensions.find((e) => e.uri === LEVEL_URI)?.id;
+  expect(id, 'the server negotiates audio levels').toBeDefined();
+  const udp = await LocalUdp.open((b) => {
+    const rtp = RtpPacket.deSerialize(b);
+    rtp.header.extensions.push({ id: id!, payload: Buffer.from([level()]) });
+    peer.send.audio!.writeRtp(rtp);
+  });
+  const p = toneSender(440, udp.port);
+  cleanup.push(() => p.close(), () => udp.close());
+}
+
+/** The level of 440 Hz in what the peer hears over the next `ms`. */
+async function ears(peer: WeriftPeer) {
+  const pcm: Buffer[] = [];
+  const out = await LocalUdp.open((b) => pcm.push(b));
+  const dec = new GstPipeline(
+    'udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! ' +
+      `rtpjitterbuffer latency=60 ! rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${out.port} sync=false`,
+  );
+  dec.play();
+  const port = Number(dec.get('src', 'port'));
+  const sock = dgram.createSocket('udp4');
+  peer.onRtp('audio', (rtp) => {
+    const b = rtp.serialize();
+    b[1] = (b[1] & 0x80) | 111;
+    sock.send(b, port, '127.0.0.1');
+  });
+  cleanup.push(() => dec.close(), () => out.close(), () => sock.close());
+  return async (ms: number) => {
+    pcm.length = 0;
+    await sleep(ms);
+    return toneDb(pcmFrom(pcm.splice(0)), 440);
+  };
+}
+
+async function speakerStats(id: string) {
+  const r = (await (await authFetch(`${server.url}/v1/rooms/${ROOM}`)).json()) as {
+    participants: Array<{ id: string; stats: { audioPacketsIn: number; audioPacketsSkipped: number } }>;
+  };
+  return r.participants.find((p) => p.id === id)!.stats;
+}
+
+describe('a silent microphone is not decoded', () => {
+  it('skips the packets of a microphone that says it is silent, and decodes from its first louder packet', async () => {
+    const speaker = await joinWerift(server.url, ROOM, 'S', { audio: 'sendrecv', audioLevel: true });
+    const listener = await joinWerift(server.url, ROOM, 'L', { audio: 'recvonly' });
+    cleanup.push(() => speaker.close(), () => listener.close());
+    let level = 127;
+    await talk(speaker, () => level);
+    const hear = await ears(listener);
+
+    // Silent by its levels from the start: nothing of it is decoded, so nothing of it is heard.
+    await sleep(1500);
+    const quiet = await hear(2000);
+    const s0 = await speakerStats(speaker.id);
+    expect(s0.audioPacketsIn, `packets in ${JSON.stringify(s0)}`).toBeGreaterThan(100);
+    expect(s0.audioPacketsSkipped, `skipped ${JSON.stringify(s0)}`).toBe(s0.audioPacketsIn);
+    expect(quiet, 'the listener hears nothing of a skipped microphone').toBeLessThan(-60);
+
+    // It talks (-17 dBov): decoded at once, and heard.
+    level = 17;
+    const loud = await hear(2000);
+    expect(loud, 'the listener hears it once it is loud').toBeGreaterThan(-30);
+    const s1 = await speakerStats(speaker.id);
+    const skippedWhileLoud = s1.audioPacketsSkipped - s0.audioPacketsSkipped;
+    expect(skippedWhileLoud, `skipped since it talked: ${skippedWhileLoud}`).toBeLessThanOrEqual(5);
+
+    // Quiet again: still decoded through the 2 s hangover, then skipped.
+    level = 127;
+    await sleep(3000);
+    const s2 = await speakerStats(speaker.id);
+    await sleep(1000);
+    const s3 = await speakerStats(speaker.id);
+    expect(s3.audioPacketsSkipped - s2.audioPacketsSkipped, 'skipped again after the hangover').toBeGreaterThan(40);
+  });
+});
