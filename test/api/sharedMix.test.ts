@@ -1,9 +1,7 @@
-import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
-import { GstPipeline } from '../../src/gst/native.js';
 import { LocalUdp } from '../../src/media/localUdp.js';
-import { pcmFrom, sleep, toneDb, toneSender } from '../helpers/media.js';
+import { ears, sleep, toneSender } from '../helpers/media.js';
 import { authFetch, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { joinWerift, type WeriftPeer } from '../helpers/weriftPeer.js';
 
@@ -30,33 +28,6 @@ async function talk(peer: WeriftPeer, freq: number) {
   return () => {
     p.close();
     udp.close();
-  };
-}
-
-/** Decodes what the peer hears into PCM, with an independent GStreamer pipeline. */
-async function ears(peer: WeriftPeer) {
-  const pcm: Buffer[] = [];
-  const out = await LocalUdp.open((b) => pcm.push(b));
-  const dec = new GstPipeline(
-    'udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! ' +
-      `rtpjitterbuffer latency=60 ! rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${out.port} sync=false`,
-  );
-  dec.play();
-  const port = Number(dec.get('src', 'port'));
-  const sock = dgram.createSocket('udp4');
-  peer.onRtp('audio', (rtp) => {
-    const b = rtp.serialize();
-    b[1] = (b[1] & 0x80) | 111;
-    sock.send(b, port, '127.0.0.1');
-  });
-  cleanup.push(() => dec.close(), () => out.close(), () => sock.close());
-  /** The level of each tone in the last `ms` of what it heard. */
-  return async (ms: number, freqs: number[]): Promise<Record<number, number>> => {
-    pcm.length = 0;
-    await sleep(ms);
-    const samples = pcmFrom(pcm.splice(0));
-    expect(samples.length).toBeGreaterThan((48 * ms) / 2);
-    return Object.fromEntries(freqs.map((f) => [f, toneDb(samples, f)]));
   };
 }
 
@@ -115,7 +86,7 @@ describe('the shared mix (the loudest talkers, encoded once for everyone outside
     const r0 = await until(room, (r) => r.audio.mixed.length === 2);
     expect(r0.audio.mixed.sort()).toEqual([a.id, b.id].sort());
     await talk(c, 1100);
-    const [hearA, hearB, hearC, hearD] = await Promise.all([a, b, c, d].map(ears));
+    const [hearA, hearB, hearC, hearD] = await Promise.all([a, b, c, d].map((p) => ears(p, cleanup)));
     const [stepsA, stepsD] = [timestamps(a), timestamps(d)];
     await sleep(1500);
     stepsA();

@@ -1,7 +1,10 @@
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
+import type { RtpPacket } from 'werift';
 import { GstPipeline } from '../../src/gst/native.js';
+import { LocalUdp } from '../../src/media/localUdp.js';
 
 /** Power of one frequency in a block of samples (Goertzel), in dB relative to full scale. */
 export function toneDb(samples: Int16Array, freq: number, rate = 48000): number {
@@ -92,3 +95,36 @@ export async function latestFrame(dir: string): Promise<{ width: number; height:
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const near = (a: number[], b: number[], tol: number) => a.every((v, i) => Math.abs(v - b[i]) <= tol);
+
+/**
+ * What a werift peer hears (its Opus, payload type 111), decoded into PCM by an independent
+ * GStreamer pipeline. Returns a function that listens for `ms` and gives the level of each of
+ * `freqs` in dBFS. What it opens is closed by `cleanup`.
+ */
+export async function ears(
+  peer: { onRtp: (kind: 'audio', fn: (p: RtpPacket) => void) => void },
+  cleanup: Array<() => unknown>,
+): Promise<(ms: number, freqs: number[]) => Promise<Record<number, number>>> {
+  const pcm: Buffer[] = [];
+  const out = await LocalUdp.open((b) => pcm.push(b));
+  const dec = new GstPipeline(
+    'udpsrc name=src address=127.0.0.1 port=0 reuse=false caps="application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111" ! ' +
+      `rtpjitterbuffer latency=60 ! rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! udpsink host=127.0.0.1 port=${out.port} sync=false`,
+  );
+  dec.play();
+  const port = Number(dec.get('src', 'port'));
+  const sock = dgram.createSocket('udp4');
+  peer.onRtp('audio', (rtp) => {
+    const b = rtp.serialize();
+    b[1] = (b[1] & 0x80) | 111;
+    sock.send(b, port, '127.0.0.1');
+  });
+  cleanup.push(() => dec.close(), () => out.close(), () => sock.close());
+  return async (ms, freqs) => {
+    pcm.length = 0;
+    await sleep(ms);
+    const samples = pcmFrom(pcm.splice(0));
+    if (samples.length <= (48 * ms) / 2) throw new Error(`heard only ${samples.length} samples in ${ms} ms`);
+    return Object.fromEntries(freqs.map((f) => [f, toneDb(samples, f)]));
+  };
+}
