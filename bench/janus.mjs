@@ -69,6 +69,9 @@ events: { broadcast = false }
   fs.writeFileSync(path.join(dir, 'janus.transport.http.jcfg'), `general: { json = "compact" base_path = "/janus" http = true port = ${port} ip = "127.0.0.1" https = false }\nadmin: { admin_base_path = "/admin" admin_http = false }\n`);
   fs.writeFileSync(path.join(dir, 'janus.plugin.audiobridge.jcfg'), 'general: { }\n');
   const proc = spawn(JANUS_BIN, ['-C', path.join(dir, 'janus.jcfg'), '-F', dir, '-L', path.join(dir, 'janus.log')], { stdio: 'ignore' });
+  // Janus goes with the bench, however the bench ends.
+  const kill = () => proc.kill('SIGKILL');
+  process.once('exit', kill);
   const url = `http://127.0.0.1:${port}/janus`;
   const end = performance.now() + 15_000;
   for (;;) {
@@ -82,6 +85,7 @@ events: { broadcast = false }
     url,
     proc,
     async stop() {
+      process.off('exit', kill);
       proc.kill('SIGINT');
       await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
       if (!process.env.BENCH_KEEP_JANUS) fs.rmSync(dir, { recursive: true, force: true });

@@ -11,6 +11,12 @@
  * this threshold) then works on decoded audio as before. An input without levels (a plain RTP leg,
  * a peer that did not negotiate the extension) is always passed.
  *
+ * While the mix is full (as many talkers as it carries), a loud microphone that could not take a
+ * place is skipped too: the room sets a `cutoff` (src/room/Room.ts) from its weakest mixed
+ * talker's level, and an input that is not mixed counts as loud only while its smoothed level is
+ * within 3 dB of the 6 dB it would need to take that talker's place. Those are the only inputs
+ * whose decoded audio the mix could need next.
+ *
  * The decoder's jitter buffer must not see the packets skipped as lost (it would conceal all of
  * them at once): the sequence numbers passed on stay contiguous. Timestamps stay as sent, so the
  * time skipped is a jump forward, as after a sender's own silence suppression (DTX).
@@ -26,6 +32,9 @@ export interface InputGateOptions {
 /** -60 dBov: 10 dB under the level at which the mix counts an input as talking. */
 export const DEFAULT_INPUT_GATE: InputGateOptions = { thresholdLevel: 60, hangoverMs: 2000 };
 
+/** Per packet (20 ms): about 200 ms of smoothing, as the mix's own selection has. */
+const SMOOTHING = 0.1;
+
 export class InputGate {
   readonly opts: InputGateOptions;
   #lastLoudAt = -Infinity;
@@ -36,6 +45,14 @@ export class InputGate {
   #open = true;
   /** Packets not passed on. */
   skipped = 0;
+  /** Smoothed power of the levels the packets carry (full scale 1), about 200 ms; undefined until
+   * a packet with a level comes. */
+  #power?: number;
+  /**
+   * Set by the room while its mix is full and this input is not in it: the level (RFC 6464 units,
+   * smaller is louder) that the smoothed level must reach for the input to count as loud.
+   */
+  cutoff?: number;
 
   constructor(opts: Partial<InputGateOptions> = {}) {
     this.opts = { ...DEFAULT_INPUT_GATE, ...opts };
@@ -45,6 +62,11 @@ export class InputGate {
     return this.#open;
   }
 
+  /** The smoothed level, in RFC 6464 units (-dBov, 0-127); undefined without levels. */
+  get smoothedLevel(): number | undefined {
+    return this.#power === undefined ? undefined : Math.min(127, Math.max(0, -10 * Math.log10(Math.max(this.#power, 1e-13))));
+  }
+
   /**
    * One packet (an RTP packet, whose sequence number this may rewrite in place) with its level,
    * undefined when the packet has none. True: pass it on.
@@ -52,7 +74,12 @@ export class InputGate {
   pass(packet: Buffer, level: number | undefined, now: number): boolean {
     if (packet.length < 12) return false;
     const seq = packet.readUInt16BE(2);
-    if (level === undefined || level <= this.opts.thresholdLevel) this.#lastLoudAt = now;
+    if (level !== undefined) {
+      const power = 10 ** (-level / 10);
+      this.#power = this.#power === undefined ? power : this.#power + SMOOTHING * (power - this.#power);
+    }
+    const outranked = this.cutoff !== undefined && (this.smoothedLevel ?? 127) > this.cutoff;
+    if (level === undefined || (level <= this.opts.thresholdLevel && !outranked)) this.#lastLoudAt = now;
     const open = now - this.#lastLoudAt <= this.opts.hangoverMs;
     if (!open) {
       this.#open = false;

@@ -269,6 +269,16 @@ export class Participant {
       .finally(() => (this.#readingDecoded = false));
   }
 
+  #gateCutoff?: number;
+
+  /** The room's cutoff for this microphone while the mix is full without it (InputGate); sent to
+   * the RTC worker only when it changes. */
+  setGateCutoff(cutoff: number | undefined): void {
+    if (cutoff === this.#gateCutoff) return;
+    this.#gateCutoff = cutoff;
+    void this.#rtc.request('peer.gate', { id: this.id, cutoff }).catch(() => undefined);
+  }
+
   /** PLI to the publisher (its RTC worker sends at most one a second). */
   requestKeyframe(): void {
     void this.#rtc.request('peer.pli', { id: this.id }).catch(() => undefined);

@@ -15,6 +15,7 @@ import { CompositeView } from './CompositeView.js';
 import { Participant, videoChannel, type PeerHandle } from './Participant.js';
 import { Recording, type RecordingOptions } from './Recording.js';
 import { TileScalers } from './TileScalers.js';
+import { DEFAULT_MIX_SELECTION } from '../core/mixSelection.js';
 import { SharedMix } from './SharedMix.js';
 
 export interface RoomDeps {
@@ -157,10 +158,27 @@ export class Room {
   /** Audio levels from the mixer, for the active speaker. */
   levels(levels: Map<string, number>, mixed: string[] = []): void {
     this.mixed = mixed;
+    this.#gateInputs();
     if (this.#speaker.update(levels, performance.now())) {
       this.#log.info('active speaker', { participant: this.#speaker.current });
       this.recompose();
     }
+  }
+
+  /**
+   * While the mix carries as many talkers as it can, a microphone outside it is decoded only when
+   * it is loud enough to take the weakest talker's place soon: within 3 dB of the 6 dB margin the
+   * selection asks (src/core/mixSelection.ts), by the levels the packets carry (RFC 6464). Everyone
+   * else may still talk; they cannot be heard until a place frees, and then they are decoded again.
+   */
+  #gateInputs(): void {
+    if (!this.deps.config.inputGate) return;
+    const max = this.deps.config.mixSpeakers;
+    const talkers = this.mixed.map((id) => this.participants.get(id)?.stats?.audioLevel);
+    const full = max > 0 && this.mixed.length >= max && talkers.every((l) => typeof l === 'number');
+    // RFC 6464 units: larger is quieter. The weakest talker, less the margin, plus 3 dB of slack.
+    const cutoff = full ? Math.max(...(talkers as number[])) - (DEFAULT_MIX_SELECTION.marginDb - 3) : undefined;
+    for (const p of this.participants.values()) p.setGateCutoff(cutoff === undefined || this.mixed.includes(p.id) ? undefined : cutoff);
   }
 
   get(participantId: string): Participant {

@@ -129,6 +129,11 @@ export class RtcPeer {
     this.session.sendRtp('audio', pkt);
   }
 
+  /** See InputGate.cutoff. */
+  setGateCutoff(cutoff: number | undefined): void {
+    if (this.#inputGate) this.#inputGate.cutoff = cutoff;
+  }
+
   setTargets(videoInPort?: number, audioInPort?: number): void {
     this.#videoInPort = videoInPort;
     this.#audioInPort = audioInPort;
@@ -203,6 +208,7 @@ export class RtcPeer {
       videoPacketsIn: this.videoPacketsIn,
       audioPacketsIn: this.audioPacketsIn,
       audioPacketsSkipped: this.#inputGate?.skipped ?? 0,
+      audioLevel: this.#inputGate?.smoothedLevel !== undefined ? Math.round(this.#inputGate.smoothedLevel) : null,
       pliSent: this.pliSent,
       framesSent: v?.framesSent ?? 0,
       bytesSent: v?.bytesSent ?? 0,

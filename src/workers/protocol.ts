@@ -17,6 +17,8 @@ export interface PeerStats {
   audioPacketsIn: number;
   /** Of those, not decoded: the microphone was silent (InputGate). */
   audioPacketsSkipped: number;
+  /** The smoothed audio level its packets carry (RFC 6464: -dBov); null without levels. */
+  audioLevel: number | null;
   pliSent: number;
   framesSent: number;
   bytesSent: number;
@@ -55,6 +57,8 @@ export type RtcRequests = {
   'peer.follow': [{ id: string; key: string }, void];
   /** Ask the peer (a publisher) for a keyframe. */
   'peer.pli': [{ id: string }, void];
+  /** The room's cutoff for this peer's microphone while the mix is full without it (InputGate). */
+  'peer.gate': [{ id: string; cutoff?: number }, void];
   'peer.close': [{ id: string }, void];
   /** A composite's pipeline (re)started and sends with this SSRC. */
   'view.generation': [{ key: string; codec: VideoCodec; ssrc: number }, void];

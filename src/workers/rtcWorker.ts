@@ -91,6 +91,9 @@ channel.serve({
   'peer.follow'({ id, key }) {
     peers.get(id)?.follow(feeds.feed(key));
   },
+  'peer.gate'({ id, cutoff }) {
+    peers.get(id)?.setGateCutoff(cutoff);
+  },
   'peer.pli'({ id }) {
     peers.get(id)?.requestKeyframe();
   },

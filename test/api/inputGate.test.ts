@@ -21,8 +21,8 @@ afterAll(async () => {
 const ROOM = 'input-gate';
 const LEVEL_URI = 'urn:ietf:params:rtp-hdrext:ssrc-audio-level';
 
-/** Sends a 440 Hz tone as the peer's microphone, each packet claiming the level `level()` says. */
-async function talk(peer: WeriftPeer, level: () => number) {
+/** Sends a tone as the peer's microphone, each packet claiming the level `level()` says. */
+async function talk(peer: WeriftPeer, level: () => number, freq = 440) {
   const t = peer.pc.getTransceivers().find((x) => x.sender.track === peer.send.audio)!;
   const id = t.headerExtensions.find((e) => e.uri === LEVEL_URI)?.id;
   expect(id, 'the server negotiates audio levels').toBeDefined();
@@ -31,12 +31,12 @@ async function talk(peer: WeriftPeer, level: () => number) {
     rtp.header.extensions.push({ id: id!, payload: Buffer.from([level()]) });
     peer.send.audio!.writeRtp(rtp);
   });
-  const p = toneSender(440, udp.port);
+  const p = toneSender(freq, udp.port);
   cleanup.push(() => p.close(), () => udp.close());
 }
 
-async function speakerStats(id: string) {
-  const r = (await (await authFetch(`${server.url}/v1/rooms/${ROOM}`)).json()) as {
+async function speakerStats(id: string, url = server.url, room = ROOM) {
+  const r = (await (await authFetch(`${url}/v1/rooms/${room}`)).json()) as {
     participants: Array<{ id: string; stats: { audioPacketsIn: number; audioPacketsSkipped: number } }>;
   };
   return r.participants.find((p) => p.id === id)!.stats;
@@ -80,4 +80,46 @@ describe('a silent microphone is not decoded', () => {
     const s3 = await speakerStats(speaker.id);
     expect(s3.audioPacketsSkipped - s2.audioPacketsSkipped, 'skipped again after the hangover').toBeGreaterThan(40);
   });
+
+  it('while the mix is full, a talker who could not take a place is not decoded until it is loud enough to', async () => {
+    // The mix carries one talker: A, who talked first. B talks as loud as A, so it could not take
+    // A's place (that takes 6 dB more): it is skipped. Then B is 8 dB louder: decoded again.
+    const full = await startServerProcess({ MCU_MIX_SPEAKERS: '1' });
+    cleanup.push(async () => expect(await full.stop()).toBe(0));
+    const room = 'input-gate-full';
+    const a = await joinWerift(full.url, room, 'A', { audio: 'sendrecv', audioLevel: true });
+    const b = await joinWerift(full.url, room, 'B', { audio: 'sendrecv', audioLevel: true });
+    const l = await joinWerift(full.url, room, 'L', { audio: 'recvonly' });
+    cleanup.push(() => a.close(), () => b.close(), () => l.close());
+    await talk(a, () => 17, 440);
+    await sleep(1500);
+    let levelB = 17;
+    await talk(b, () => levelB, 700);
+    const listen = await ears(l, cleanup);
+    const stats = (p: WeriftPeer) => speakerStats(p.id, full.url, room);
+    const skippedOver = async (p: WeriftPeer, ms: number) => {
+      const s0 = await stats(p);
+      await sleep(ms);
+      const s1 = await stats(p);
+      return { skipped: s1.audioPacketsSkipped - s0.audioPacketsSkipped, packets: s1.audioPacketsIn - s0.audioPacketsIn };
+    };
+    // The hangover (2 s) and a stats round or two.
+    await sleep(3500);
+    const bOut = await skippedOver(b, 1500);
+    const aIn = await skippedOver(a, 1500);
+    expect(bOut.packets).toBeGreaterThan(50);
+    expect(bOut.skipped, `B, as loud as the one talker mixed: ${JSON.stringify(bOut)}`).toBe(bOut.packets);
+    expect(aIn.skipped, `A, the talker mixed: ${JSON.stringify(aIn)}`).toBe(0);
+    const heard = await listen(1500, [440, 700]);
+    expect(heard[440], 'L hears A').toBeGreaterThan(-30);
+    expect(heard[700], 'L does not hear B (not mixed)').toBeLessThan(-60);
+
+    // B is now 8 dB louder than A: within reach of A's place, so decoded.
+    levelB = 9;
+    await sleep(1000);
+    const bIn = await skippedOver(b, 1500);
+    expect(bIn.packets).toBeGreaterThan(50);
+    expect(bIn.skipped, `B, loud enough to take a place: ${JSON.stringify(bIn)}`).toBe(0);
+  });
 });
+

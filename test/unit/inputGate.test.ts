@@ -65,4 +65,27 @@ describe('InputGate: a silent microphone is not decoded', () => {
     g.pass(next, 20, 160);
     expect(next.readUInt16BE(2)).toBe(12);
   });
+
+  it('while the mix is full without it, a loud microphone under the cutoff is skipped, and one loud enough to take a place is decoded', () => {
+    const g = new InputGate({ thresholdLevel: 60, hangoverMs: 2000 });
+    // Talking at -17 dBov, as loud as the mix's weakest talker: the room sets the cutoff 3 dB louder.
+    expect(run(g, 0, 0, Array(50).fill(17)).every((x) => x !== undefined)).toBe(true);
+    expect(Math.round(g.smoothedLevel!)).toBe(17);
+    g.cutoff = 14;
+    // Still talking, but it could not take a place: skipped once the hangover is over.
+    const out = run(g, 50, 1000, Array(200).fill(17));
+    expect(out.slice(0, 100).every((x) => x !== undefined)).toBe(true);
+    expect(out.slice(100).every((x) => x === undefined)).toBe(true);
+    // 8 dB louder (-9 dBov): within reach of a place, decoded again once its smoothed level is
+    // under the cutoff (about 200 ms of smoothing), with numbers still contiguous.
+    const louder = run(g, 250, 5000, Array(50).fill(9));
+    const first = louder.findIndex((x) => x !== undefined);
+    expect(first, 'packets until it is decoded again').toBeGreaterThan(0);
+    expect(first).toBeLessThan(15);
+    expect(louder.slice(first).every((x) => x !== undefined)).toBe(true);
+    // The room lifts the cutoff (a place is free, or it is mixed): as before.
+    g.cutoff = undefined;
+    expect(run(g, 300, 6000, Array(10).fill(17)).every((x) => x !== undefined)).toBe(true);
+  });
 });
+
