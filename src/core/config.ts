@@ -32,9 +32,9 @@ export interface McuConfig {
   /** MCU_VIDEO_CODEC: `h264` or `vp8` is taken whenever a peer offers it, whatever the offer's
    * order; unset, the offer's order decides (browsers put VP8 first). */
   preferVideo?: VideoCodec;
-  /** MCU_INPUT_GATE: 0 decodes every microphone always. Default on: a microphone whose packets say
-   * (RFC 6464 audio level) it has been under -60 dBov for 2 s is not decoded until it is louder
-   * (src/media/inputGate.ts). */
+  /** MCU_INPUT_GATE: 0 decodes every microphone always. Default on: by the RFC 6464 audio level in
+   * its packets, a microphone under -60 dBov for 2 s, or (while the mix is full) one not loud
+   * enough to take a talker's place, is not decoded (src/media/inputGate.ts). */
   inputGate: boolean;
   /** MCU_MIX_SPEAKERS: how many talkers the mix carries at once, the loudest (0: everyone, with one
    * encoder per listener). Everyone else shares one encoded mix per room. Default 4. */

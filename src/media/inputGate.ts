@@ -58,10 +58,6 @@ export class InputGate {
     this.opts = { ...DEFAULT_INPUT_GATE, ...opts };
   }
 
-  get open(): boolean {
-    return this.#open;
-  }
-
   /** The smoothed level, in RFC 6464 units (-dBov, 0-127); undefined without levels. */
   get smoothedLevel(): number | undefined {
     return this.#power === undefined ? undefined : Math.min(127, Math.max(0, -10 * Math.log10(Math.max(this.#power, 1e-13))));
@@ -78,7 +74,8 @@ export class InputGate {
       const power = 10 ** (-level / 10);
       this.#power = this.#power === undefined ? power : this.#power + SMOOTHING * (power - this.#power);
     }
-    const outranked = this.cutoff !== undefined && (this.smoothedLevel ?? 127) > this.cutoff;
+    // Compared as powers: no logarithm per packet.
+    const outranked = this.cutoff !== undefined && (this.#power ?? 0) < 10 ** (-this.cutoff / 10);
     if (level === undefined || (level <= this.opts.thresholdLevel && !outranked)) this.#lastLoudAt = now;
     const open = now - this.#lastLoudAt <= this.opts.hangoverMs;
     if (!open) {
@@ -92,8 +89,8 @@ export class InputGate {
       if (gap > 0 && gap < 0x8000) this.#seqOffset = (this.#seqOffset + gap) & 0xffff;
     }
     this.#open = true;
-    const newer = this.#lastIn === undefined || (((seq - this.#lastIn) & 0xffff) > 0 && ((seq - this.#lastIn) & 0xffff) < 0x8000);
-    if (newer) this.#lastIn = seq;
+    const ahead = this.#lastIn === undefined ? 1 : (seq - this.#lastIn) & 0xffff;
+    if (ahead > 0 && ahead < 0x8000) this.#lastIn = seq;
     if (this.#seqOffset !== 0) packet.writeUInt16BE((seq - this.#seqOffset) & 0xffff, 2);
     return true;
   }

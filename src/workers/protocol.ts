@@ -15,7 +15,7 @@ export interface PeerStats {
   msSinceVideo: number;
   videoPacketsIn: number;
   audioPacketsIn: number;
-  /** Of those, not decoded: the microphone was silent (InputGate). */
+  /** Of those, not decoded: the microphone was silent, or could not be heard in a full mix (InputGate). */
   audioPacketsSkipped: number;
   /** The smoothed audio level its packets carry (RFC 6464: -dBov); null without levels. */
   audioLevel: number | null;
