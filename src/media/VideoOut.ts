@@ -15,6 +15,8 @@ export const STEADY_SLACK_MS = 40;
 /** A new view that is still not steady after this long (a machine overloaded for good, an old view
  * that died) is switched to at its next keyframe all the same. */
 export const PATIENCE_MS = 1500;
+/** A longer interval between two frames sent is logged. */
+export const FRAME_GAP_WARN_MS = 150;
 
 /**
  * The one video stream a viewer (or a recording) receives, in the thread that sends it. It follows
@@ -54,10 +56,18 @@ export class VideoOut {
     private readonly send: (packet: Buffer, from: ViewPacket) => void,
     /** The view on screen changed to `to` (its first keyframe came), leaving `from` unused. */
     private readonly switched: (to: ViewSource, from: ViewSource | undefined, ms: number) => void = () => undefined,
+    /** A frame left more than FRAME_GAP_WARN_MS after the one before (for the log). */
+    private readonly gap: (ms: number, detail: string) => void = () => undefined,
   ) {}
+  #switchedAt = -Infinity;
 
   get view(): ViewSource | undefined {
     return this.#pending ?? this.#current;
+  }
+
+  /** The view it switches to once that one flows steadily and sends a keyframe. */
+  get pending(): ViewSource | undefined {
+    return this.#pending;
   }
 
   /** The view whose pictures the viewer sees right now. */
@@ -140,6 +150,7 @@ export class VideoOut {
       this.#pending = undefined;
       this.#waitingKeyframe = false;
       this.lastSwitchMs = Math.round(performance.now() - this.#pendingSince);
+      this.#switchedAt = performance.now();
       this.#unbind(old);
       this.switched(view, old, this.lastSwitchMs);
     }
@@ -159,6 +170,11 @@ export class VideoOut {
     if (p.rtp.marker) {
       this.framesSent++;
       const now = performance.now();
+      const last = this.#frameTimes[this.#frameTimes.length - 1];
+      if (last !== undefined && now - last > FRAME_GAP_WARN_MS) {
+        const since = Math.round(now - this.#switchedAt);
+        this.gap(now - last, `${p.keyframe ? 'keyframe' : 'delta frame'}, ${Math.round(nowMs() - p.ptsMs)} ms after it was composed; ${since < 10_000 ? `switched to this composite ${since} ms ago` : 'no recent switch'}${this.#pending ? ', a new composite pending' : ''}`);
+      }
       this.#frameTimes.push(now);
       this.#frameDelays.push({ delay: nowMs() - p.ptsMs, source: p.source, key: this.#frameIsKey });
       this.#frameIsKey = false;

@@ -60,6 +60,14 @@ export class Participant {
   /** The view on screen, and the one it switches to at its next keyframe (keys). */
   shownView?: string;
   pendingView?: string;
+  /**
+   * Every view this viewer is among the followers of: the two above, and one the room replaced
+   * while its RTC worker may already have switched to it. Such a view is let go only once the
+   * worker's answer says it shows it no more (see Room.#follow).
+   */
+  readonly heldViews = new Set<string>();
+  /** Follow requests sent to the RTC worker and not yet answered. */
+  followsInFlight = 0;
   #pipeline?: RemotePipeline;
   /** The decoder's frame count as last read, and whether a read is under way. */
   #decodedReported = 0;
@@ -284,9 +292,12 @@ export class Participant {
     void this.#rtc.request('peer.pli', { id: this.id }).catch(() => undefined);
   }
 
-  /** The viewer's picture follows view `key` from its next keyframe. */
-  follow(key: string): void {
-    void this.#rtc.request('peer.follow', { id: this.id, key }).catch(() => undefined);
+  /**
+   * The viewer's picture follows view `key` from its next keyframe. Resolves with what the RTC
+   * worker shows and waits for then, or undefined if it could not be asked.
+   */
+  follow(key: string): Promise<{ shown?: string; pending?: string } | undefined> {
+    return this.#rtc.request('peer.follow', { id: this.id, key }).catch(() => undefined);
   }
 
   /**

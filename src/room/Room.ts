@@ -134,10 +134,9 @@ export class Room {
   peerSwitched(id: string, key: string): void {
     const p = this.participants.get(id);
     if (!p) return;
-    const old = p.shownView;
     p.shownView = key;
     if (p.pendingView === key) p.pendingView = undefined;
-    if (old && old !== key) this.#unfollow(p.id, old);
+    this.#letGo(p);
   }
 
   /** The latest events of the room (DTMF digits), newest last, for GET /v1/rooms/{room}. */
@@ -191,7 +190,8 @@ export class Room {
     const p = this.get(participantId);
     this.participants.delete(participantId);
     this.#sharedMix.unfollow(p.id);
-    for (const key of [p.shownView, p.pendingView]) if (key) this.#unfollow(p.id, key);
+    for (const key of p.heldViews) this.#unfollow(p.id, key);
+    p.heldViews.clear();
     await p.close();
     this.deps.left(p);
     this.recompose();
@@ -394,30 +394,56 @@ export class Room {
       for (const p of this.participants.values()) {
         if (p.pendingView === key) p.pendingView = undefined;
         if (p.shownView === key) p.shownView = undefined;
+        p.heldViews.delete(key);
       }
       setTimeout(() => this.recompose(), 1000).unref();
     });
     return view;
   }
 
-  /** Points `p` at `view`: it switches at the view's next keyframe, so a pending one is dropped. */
+  /**
+   * Points `p` at `view`: it switches at the view's next keyframe, and a pending one is dropped.
+   * The dropped one keeps running until the RTC worker answers: the worker may have switched to it
+   * while this request was on its way (its `peer.switched` crossing this), and closing it then
+   * left the viewer with no picture until the next view flowed steadily (0.8-2 s, seen in
+   * test/e2e/joins.test.ts when a guest left right after going live).
+   */
   #follow(p: Participant, view: CompositeView): void {
     const target = p.pendingView ?? p.shownView;
     if (target === view.key) return;
-    if (p.pendingView) this.#unfollow(p.id, p.pendingView);
-    p.pendingView = undefined;
-    if (p.shownView === view.key) {
-      // Back to the view on screen before the pending one was switched to (a guest who left
-      // at once): it stays, and the worker drops the pending one.
-      p.follow(view.key);
-      return;
-    }
-    // The first view is shown at once (from its first keyframe); later ones once they flow steadily.
-    if (p.shownView) p.pendingView = view.key;
+    // Back to the view on screen before the pending one was switched to (a guest who left at
+    // once): it stays, and the worker drops the pending one. The first view is shown at once
+    // (from its first keyframe); later ones once they flow steadily.
+    if (p.shownView === view.key) p.pendingView = undefined;
+    else if (p.shownView) p.pendingView = view.key;
     else p.shownView = view.key;
-    view.followers.set(p.id, p.peer.worker.feedPort);
-    view.updatePorts();
-    p.follow(view.key);
+    if (!p.heldViews.has(view.key)) {
+      p.heldViews.add(view.key);
+      view.followers.set(p.id, p.peer.worker.feedPort);
+      view.updatePorts();
+    }
+    p.followsInFlight++;
+    void p.follow(view.key).then((state) => {
+      p.followsInFlight--;
+      if (state && p.followsInFlight === 0) {
+        p.shownView = state.shown;
+        p.pendingView = state.pending;
+      }
+      this.#letGo(p);
+    });
+  }
+
+  /**
+   * Lets go of the views `p` holds that its RTC worker neither shows nor waits for; not while a
+   * follow request is on its way, whose answer says which those are.
+   */
+  #letGo(p: Participant): void {
+    if (p.followsInFlight > 0 || this.participants.get(p.id) !== p) return;
+    for (const key of [...p.heldViews]) {
+      if (key === p.shownView || key === p.pendingView) continue;
+      p.heldViews.delete(key);
+      this.#unfollow(p.id, key);
+    }
   }
 
   /** `who` no longer uses view `key`; a view that nobody uses is closed. */

@@ -53,8 +53,12 @@ export type RtcRequests = {
   ];
   /** Where the peer's RTP goes: its ingest pipeline's sockets. */
   'peer.targets': [{ id: string; videoInPort?: number; audioInPort?: number }, void];
-  /** The peer's video follows this composite (switching on its first keyframe). */
-  'peer.follow': [{ id: string; key: string }, void];
+  /**
+   * The peer's video follows this composite (switching on its first keyframe). Answers what the
+   * peer shows and waits for once that is done: it may have switched already to a view the room
+   * has since replaced, and that one must keep running.
+   */
+  'peer.follow': [{ id: string; key: string }, { shown?: string; pending?: string }];
   /** Ask the peer (a publisher) for a keyframe. */
   'peer.pli': [{ id: string }, void];
   /** The room's cutoff for this peer's microphone while the mix is full without it (InputGate). */

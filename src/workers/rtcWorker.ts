@@ -89,7 +89,9 @@ channel.serve({
     peer(id).setTargets(videoInPort, audioInPort);
   },
   'peer.follow'({ id, key }) {
-    peers.get(id)?.follow(feeds.feed(key));
+    const p = peers.get(id);
+    p?.follow(feeds.feed(key));
+    return { shown: p?.videoOut?.shown?.key, pending: p?.videoOut?.pending?.key };
   },
   'peer.gate'({ id, cutoff }) {
     peers.get(id)?.setGateCutoff(cutoff);
