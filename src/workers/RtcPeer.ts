@@ -63,6 +63,7 @@ export class RtcPeer {
       this.videoOut = new VideoOut(
         (pkt) => session.sendRtp('video', pkt),
         (to, _from, ms) => deps.switched(to.key, ms),
+        (gap, detail) => this.#warnGap('video', `no video frame for ${Math.round(gap)} ms (${detail})`),
       );
     }
     this.#unsubscribe.push(
@@ -124,9 +125,23 @@ export class RtcPeer {
     // keeps seeing one.
     this.#audioRewriter.rewrite(pkt, rtp, rtp.ssrc);
     const now = performance.now();
-    if (this.#lastAudioOut > 0) this.#audioGapMs = Math.max(this.#audioGapMs, now - this.#lastAudioOut);
+    if (this.#lastAudioOut > 0) {
+      const gap = now - this.#lastAudioOut;
+      this.#audioGapMs = Math.max(this.#audioGapMs, gap);
+      // Where and when the mix stalled, for whoever reads the log next to the joins and builds.
+      if (gap > 100) this.#warnGap('audio', `no mix audio for ${Math.round(gap)} ms (${this.#gate ? 'shared or own mix' : 'own mix'}; ssrc ${rtp.ssrc})`);
+    }
     this.#lastAudioOut = now;
     this.session.sendRtp('audio', pkt);
+  }
+
+  readonly #gapWarned = { audio: -Infinity, video: -Infinity };
+  /** Logs where and when this peer's egress stalled, at most once every 5 s for each kind. */
+  #warnGap(kind: 'audio' | 'video', text: string): void {
+    const now = performance.now();
+    if (now - this.#gapWarned[kind] < 5000) return;
+    this.#gapWarned[kind] = now;
+    this.deps.log.warn(text);
   }
 
   /** See InputGate.cutoff. */
