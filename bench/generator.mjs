@@ -91,8 +91,19 @@ if (isMainThread) {
     });
   }
 
+  // What a failed run needs to be read: this thread's stalls, and every peer that lost its connection.
+  let lastTick = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    if (now - lastTick > 300) console.error(`generator thread ${workerData.index}: event loop blocked ${Math.round(now - lastTick - 100)} ms`);
+    lastTick = now;
+  }, 100).unref();
+
   async function join({ url, room, name, token, video = true, waitConnected = false, silent = false, janus }) {
     const pc = loopbackPeer(CODECS, { audioLevel: true });
+    pc.connectionStateChange.subscribe((st) => {
+      if (st === 'disconnected' || st === 'failed') console.error(`generator: ${name} ${st} (ICE ${pc.iceConnectionState}) at ${new Date().toISOString()}`);
+    });
     const s = { frames: 0, audio: 0, lastAudio: 0, maxAudioGapMs: 0, lastFrame: 0, maxFrameGapMs: 0 };
     const tracks = {};
     for (const kind of video ? ['audio', 'video'] : ['audio']) {
