@@ -405,7 +405,7 @@ export class Room {
    * Points `p` at `view`: it switches at the view's next keyframe, and a pending one is dropped.
    * The dropped one keeps running until the RTC worker answers: the worker may have switched to it
    * while this request was on its way (its `peer.switched` crossing this), and closing it then
-   * left the viewer with no picture until the next view flowed steadily (0.8-2 s, seen in
+   * left the viewer with no picture until the next view flowed steadily (0.8-4 s, seen in
    * test/e2e/joins.test.ts when a guest left right after going live).
    */
   #follow(p: Participant, view: CompositeView): void {
