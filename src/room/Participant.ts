@@ -8,6 +8,7 @@ import { RestartPolicy } from '../media/restartPolicy.js';
 import type { MediaKind, TrackInfo } from '../rtc/native.js';
 import type { MixerWorker, RtcWorker } from '../workers/MediaWorker.js';
 import type { PeerStats } from '../workers/protocol.js';
+import { ViewHolds } from './viewHolds.js';
 
 export type Role = 'participant' | 'publisher' | 'viewer';
 
@@ -57,17 +58,8 @@ export class Participant {
   outputLimits: { asked: OutputLimits; offer: OutputLimits } = { asked: {}, offer: {} };
   /** The stream it is sent now (its room decides, from the limits). */
   profile?: OutputProfile;
-  /** The view on screen, and the one it switches to at its next keyframe (keys). */
-  shownView?: string;
-  pendingView?: string;
-  /**
-   * Every view this viewer is among the followers of: the two above, and one the room replaced
-   * while its RTC worker may already have switched to it. Such a view is let go only once the
-   * worker's answer says it shows it no more (see Room.#follow).
-   */
-  readonly heldViews = new Set<string>();
-  /** Follow requests sent to the RTC worker and not yet answered. */
-  followsInFlight = 0;
+  /** The composite views it shows, waits for, or still holds (its room keeps them). */
+  readonly views = new ViewHolds();
   #pipeline?: RemotePipeline;
   /** The decoder's frame count as last read, and whether a read is under way. */
   #decodedReported = 0;

@@ -134,9 +134,7 @@ export class Room {
   peerSwitched(id: string, key: string): void {
     const p = this.participants.get(id);
     if (!p) return;
-    p.shownView = key;
-    if (p.pendingView === key) p.pendingView = undefined;
-    this.#letGo(p);
+    this.#letGo(p, p.views.switched(key));
   }
 
   /** The latest events of the room (DTMF digits), newest last, for GET /v1/rooms/{room}. */
@@ -190,8 +188,7 @@ export class Room {
     const p = this.get(participantId);
     this.participants.delete(participantId);
     this.#sharedMix.unfollow(p.id);
-    for (const key of p.heldViews) this.#unfollow(p.id, key);
-    p.heldViews.clear();
+    for (const key of p.views.releaseAll()) this.#unfollow(p.id, key);
     await p.close();
     this.deps.left(p);
     this.recompose();
@@ -321,7 +318,7 @@ export class Room {
   viewOf(participantId: string): Composition {
     const p = this.get(participantId);
     if (!p.receivesVideo) throw new InvalidStateError(`participant "${participantId}" receives no video, so it has no view`);
-    return (p.shownView && this.views.get(p.shownView)?.composition) || this.compositionFor(p);
+    return (p.views.shown && this.views.get(p.views.shown)?.composition) || this.compositionFor(p);
   }
 
   /**
@@ -391,59 +388,31 @@ export class Room {
     });
     view.on('failed', () => {
       // Its viewers follow a view that is gone: build it again, a moment later.
-      for (const p of this.participants.values()) {
-        if (p.pendingView === key) p.pendingView = undefined;
-        if (p.shownView === key) p.shownView = undefined;
-        p.heldViews.delete(key);
-      }
+      for (const p of this.participants.values()) p.views.forget(key);
       setTimeout(() => this.recompose(), 1000).unref();
     });
     return view;
   }
 
   /**
-   * Points `p` at `view`: it switches at the view's next keyframe, and a pending one is dropped.
-   * The dropped one keeps running until the RTC worker answers: the worker may have switched to it
-   * while this request was on its way (its `peer.switched` crossing this), and closing it then
-   * left the viewer with no picture until the next view flowed steadily (0.8-4 s, seen in
-   * test/e2e/joins.test.ts when a guest left right after going live).
+   * Points `p` at `view`: it switches at the view's next keyframe, and a pending one is dropped;
+   * the dropped one keeps running until the RTC worker's answer says it did not switch to it
+   * meanwhile (ViewHolds).
    */
   #follow(p: Participant, view: CompositeView): void {
-    const target = p.pendingView ?? p.shownView;
-    if (target === view.key) return;
-    // Back to the view on screen before the pending one was switched to (a guest who left at
-    // once): it stays, and the worker drops the pending one. The first view is shown at once
-    // (from its first keyframe); later ones once they flow steadily.
-    if (p.shownView === view.key) p.pendingView = undefined;
-    else if (p.shownView) p.pendingView = view.key;
-    else p.shownView = view.key;
-    if (!p.heldViews.has(view.key)) {
-      p.heldViews.add(view.key);
+    const { send, hold } = p.views.point(view.key);
+    if (!send) return;
+    if (hold) {
       view.followers.set(p.id, p.peer.worker.feedPort);
       view.updatePorts();
     }
-    p.followsInFlight++;
-    void p.follow(view.key).then((state) => {
-      p.followsInFlight--;
-      if (state && p.followsInFlight === 0) {
-        p.shownView = state.shown;
-        p.pendingView = state.pending;
-      }
-      this.#letGo(p);
-    });
+    void p.follow(view.key).then((state) => this.#letGo(p, p.views.answered(state)));
   }
 
-  /**
-   * Lets go of the views `p` holds that its RTC worker neither shows nor waits for; not while a
-   * follow request is on its way, whose answer says which those are.
-   */
-  #letGo(p: Participant): void {
-    if (p.followsInFlight > 0 || this.participants.get(p.id) !== p) return;
-    for (const key of [...p.heldViews]) {
-      if (key === p.shownView || key === p.pendingView) continue;
-      p.heldViews.delete(key);
-      this.#unfollow(p.id, key);
-    }
+  /** `p` no longer uses these views (ViewHolds said so); unless it has left, which let go of all. */
+  #letGo(p: Participant, keys: string[]): void {
+    if (this.participants.get(p.id) !== p) return;
+    for (const key of keys) this.#unfollow(p.id, key);
   }
 
   /** `who` no longer uses view `key`; a view that nobody uses is closed. */

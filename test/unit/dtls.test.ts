@@ -18,35 +18,36 @@ class DuplicatingEnd {
   }
 }
 
+/** A werift DTLS client and server over an in-memory link (each datagram twice, or once). */
 async function handshake(link: 'duplicating' | 'plain' = 'duplicating') {
-    const { certPem, keyPem, signatureHash } = await CipherContext.createSelfSignedCertificateWithKey(
-      { signature: SignatureAlgorithm.ecdsa_3, hash: HashAlgorithm.sha256_4 },
-      NamedCurveAlgorithm.secp256r1_23,
-    );
-    const a = new DuplicatingEnd(link === 'duplicating');
-    const b = new DuplicatingEnd(link === 'duplicating');
-    a.peer = b;
-    b.peer = a;
-    const opts = { cert: certPem, key: keyPem, signatureHash, srtpProfiles: [1, 7], extendedMasterSecret: true };
-    const server = new DtlsServer({ ...opts, transport: a as never, certificateRequest: true });
-    const client = new DtlsClient({ ...opts, transport: b as never });
-    const errors: unknown[] = [];
-    client.onError.subscribe((e: unknown) => errors.push(e));
-    server.onError.subscribe((e: unknown) => errors.push(e));
-    const connected = Promise.all([new Promise((r) => client.onConnect.once(r)), new Promise((r) => server.onConnect.once(r))]);
-    await client.connect();
-    await Promise.race([connected, new Promise((_, f) => setTimeout(() => f(new Error(`no handshake; errors: ${errors.join(', ')}`)), 8000))]);
-    // Copies that arrive after the handshake completed must not fail it either (the last copies
-    // leave 15 ms after their originals).
-    await new Promise((r) => setTimeout(r, 100));
-    expect(errors).toEqual([]);
-    expect(client.connected && server.connected).toBe(true);
-    // Both ends derived the same keys from the key exchange.
-    const keys = client.exportKeyingMaterial('EXTRACTOR-dtls_srtp', 60);
-    expect(keys.length).toBe(60);
-    expect(keys.equals(server.exportKeyingMaterial('EXTRACTOR-dtls_srtp', 60))).toBe(true);
-    a.close();
-    b.close();
+  const { certPem, keyPem, signatureHash } = await CipherContext.createSelfSignedCertificateWithKey(
+    { signature: SignatureAlgorithm.ecdsa_3, hash: HashAlgorithm.sha256_4 },
+    NamedCurveAlgorithm.secp256r1_23,
+  );
+  const a = new DuplicatingEnd(link === 'duplicating');
+  const b = new DuplicatingEnd(link === 'duplicating');
+  a.peer = b;
+  b.peer = a;
+  const opts = { cert: certPem, key: keyPem, signatureHash, srtpProfiles: [1, 7], extendedMasterSecret: true };
+  const server = new DtlsServer({ ...opts, transport: a as never, certificateRequest: true });
+  const client = new DtlsClient({ ...opts, transport: b as never });
+  const errors: unknown[] = [];
+  client.onError.subscribe((e: unknown) => errors.push(e));
+  server.onError.subscribe((e: unknown) => errors.push(e));
+  const connected = Promise.all([new Promise((r) => client.onConnect.once(r)), new Promise((r) => server.onConnect.once(r))]);
+  await client.connect();
+  await Promise.race([connected, new Promise((_, f) => setTimeout(() => f(new Error(`no handshake; errors: ${errors.join(', ')}`)), 8000))]);
+  // Copies that arrive after the handshake completed must not fail it either (the last copies
+  // leave 15 ms after their originals).
+  await new Promise((r) => setTimeout(r, 100));
+  expect(errors).toEqual([]);
+  expect(client.connected && server.connected).toBe(true);
+  // Both ends derived the same keys from the key exchange.
+  const keys = client.exportKeyingMaterial('EXTRACTOR-dtls_srtp', 60);
+  expect(keys.length).toBe(60);
+  expect(keys.equals(server.exportKeyingMaterial('EXTRACTOR-dtls_srtp', 60))).toBe(true);
+  a.close();
+  b.close();
 }
 
 describe('werift DTLS with duplicated flights (patches/werift+0.25.2.patch; issue #9)', () => {
