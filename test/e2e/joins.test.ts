@@ -168,8 +168,17 @@ describe('people coming and going disturb no one', () => {
     // noise (before the media plane moved off the control thread, a join froze everyone for
     // 1-1.6 s); bench/ has figures.
     console.log(`server side, while 5 joined and left: largest frame gap ${serverFrameGap} ms, largest audio gap ${serverAudioGap} ms`);
-    expect(serverFrameGap).toBeLessThanOrEqual(250);
-    expect(serverAudioGap).toBeLessThanOrEqual(150);
+    // Should a bound fail, the server's own account of where and when its egress and threads
+    // stalled (src/workers/RtcPeer.ts, src/core/loopLag.ts) comes with it.
+    const stalls = () =>
+      `server stalls:\n${server
+        .output()
+        .split('\n')
+        .filter((l) => /no video frame|no mix audio|event loop was blocked/.test(l))
+        .slice(-40)
+        .join('\n')}`;
+    expect(serverFrameGap, stalls()).toBeLessThanOrEqual(250);
+    expect(serverAudioGap, stalls()).toBeLessThanOrEqual(150);
     // What the browsers made of it, beside the quiet stretch: four Chromium pages on the one CPU
     // they have here. The comings and goings must not starve anyone's video.
     for (const [i, p] of people.entries()) {
