@@ -3,6 +3,16 @@ import { ViewHolds } from '../../src/room/viewHolds.js';
 
 const held = (h: ViewHolds) => [...h.held].sort();
 
+/** A viewer with A on screen and B pending, both answered by its worker. */
+function showingAWaitingB(): ViewHolds {
+  const h = new ViewHolds();
+  h.point('A');
+  h.answered({ shown: 'A' });
+  h.point('B');
+  h.answered({ shown: 'A', pending: 'B' });
+  return h;
+}
+
 describe('ViewHolds: which composites a viewer keeps running', () => {
   it('shows the first view at once, and holds it', () => {
     const h = new ViewHolds();
@@ -27,11 +37,7 @@ describe('ViewHolds: which composites a viewer keeps running', () => {
   });
 
   it('keeps a replaced pending view until the answer says the worker did not switch to it', () => {
-    const h = new ViewHolds();
-    h.point('A');
-    h.answered({ shown: 'A' });
-    h.point('B');
-    h.answered({ shown: 'A', pending: 'B' });
+    const h = showingAWaitingB();
     h.point('C');
     expect(held(h)).toEqual(['A', 'B', 'C']);
     expect(h.answered({ shown: 'A', pending: 'C' })).toEqual(['B']);
@@ -39,11 +45,7 @@ describe('ViewHolds: which composites a viewer keeps running', () => {
   });
 
   it('the race: the worker switched to the pending view while the request replacing it was on its way', () => {
-    const h = new ViewHolds();
-    h.point('A');
-    h.answered({ shown: 'A' });
-    h.point('B');
-    h.answered({ shown: 'A', pending: 'B' });
+    const h = showingAWaitingB();
     h.point('C');
     // The worker's peer.switched for B crosses the follow request for C: nothing is let go yet.
     expect(h.switched('B')).toEqual([]);
@@ -55,20 +57,12 @@ describe('ViewHolds: which composites a viewer keeps running', () => {
   });
 
   it('back to the view on screen: the pending one goes, unless the worker had switched to it', () => {
-    const calm = new ViewHolds();
-    calm.point('A');
-    calm.answered({ shown: 'A' });
-    calm.point('B');
-    calm.answered({ shown: 'A', pending: 'B' });
+    const calm = showingAWaitingB();
     expect(calm.point('A')).toEqual({ send: true, hold: false });
     expect(calm.answered({ shown: 'A' })).toEqual(['B']);
     expect(held(calm)).toEqual(['A']);
 
-    const raced = new ViewHolds();
-    raced.point('A');
-    raced.answered({ shown: 'A' });
-    raced.point('B');
-    raced.answered({ shown: 'A', pending: 'B' });
+    const raced = showingAWaitingB();
     raced.point('A');
     raced.switched('B');
     // The worker shows B and now waits for A again: both keep running.
@@ -88,11 +82,7 @@ describe('ViewHolds: which composites a viewer keeps running', () => {
   });
 
   it('a worker that could not be asked: the room goes by what it knows', () => {
-    const h = new ViewHolds();
-    h.point('A');
-    h.answered({ shown: 'A' });
-    h.point('B');
-    h.answered({ shown: 'A', pending: 'B' });
+    const h = showingAWaitingB();
     h.point('C');
     expect(h.answered(undefined)).toEqual(['B']);
     expect(held(h)).toEqual(['A', 'C']);
