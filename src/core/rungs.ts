@@ -66,6 +66,13 @@ export interface RungPolicy {
   probeDownAfterMs: number;
   /** Bits/s the viewer's link also carries besides this video (its audio, RTCP, headers). */
   overhead: number;
+  /**
+   * After a step down, congestion counts again only after this long, ms: until the link's window
+   * (LinkWindow, 1.5 s) and the bottleneck's queue hold what the new rung sends, they say what the
+   * old one did. (Without it, a viewer on a 300 kbit/s link stepped to the quarter rung that fits,
+   * then 1.3 s later on to the lowest, on figures still of the full rung: 887-993 kbit/s sent.)
+   */
+  settleMs: number;
 }
 
 export const DEFAULT_RUNG_POLICY: RungPolicy = {
@@ -78,6 +85,7 @@ export const DEFAULT_RUNG_POLICY: RungPolicy = {
   probeMs: 5000,
   probeDownAfterMs: 300,
   overhead: 48_000,
+  settleMs: 2000,
 };
 
 /**
@@ -92,6 +100,7 @@ export class RungController {
   #cleanSince: number;
   #upAfterMs: number;
   #lastUpAt?: number;
+  #lastDownAt?: number;
   #changes = 0;
 
   constructor(
@@ -124,6 +133,11 @@ export class RungController {
     const { estimate, sending } = input;
     const starved = estimate !== undefined && sending !== undefined && sending >= p.minSending && estimate < p.downAt * sending;
     const congested = starved || (input.loss ?? 0) > p.lossDown;
+    if (congested && this.#lastDownAt !== undefined && now - this.#lastDownAt < p.settleMs) {
+      // Still the old rung's figures: neither congestion nor a clean stretch yet.
+      this.#cleanSince = now;
+      return this.rung;
+    }
     if (congested) {
       this.#congestedSince ??= now;
       this.#cleanSince = now;
@@ -156,6 +170,7 @@ export class RungController {
   }
 
   #move(to: number, now: number): Rung {
+    if (to > this.#rung) this.#lastDownAt = now;
     if (to !== this.#rung) {
       this.#rung = to;
       this.#changes++;
@@ -164,6 +179,54 @@ export class RungController {
     this.#congestedSince = undefined;
     return this.rung;
   }
+}
+
+/** One transport-wide feedback sample: the packets it names that arrived, by the sender's clock and the receiver's. */
+export interface TwccSpan {
+  firstSentMs: number;
+  lastSentMs: number;
+  firstReceivedMs: number;
+  lastReceivedMs: number;
+  /** Bytes of the packets that arrived. */
+  receivedBytes: number;
+}
+
+/**
+ * Transport-wide feedback summed over samples: the bytes that arrived and the time they took to
+ * arrive, and every byte sent (the lost ones too) over the same spans of sending time. Running
+ * totals, like packet counts: a window reads its difference.
+ */
+export interface TwccTotals {
+  receivedBytes: number;
+  receiveMs: number;
+  sentBytes: number;
+  sendMs: number;
+}
+
+/** A sample whose packets were sent within less than this says nothing of a rate, ms. */
+const MIN_SPAN_MS = 50;
+
+/**
+ * One feedback sample as totals: what arrived over the time it took to arrive, and everything sent
+ * over the same span of sending time. On a link that carries what it is sent the two rates are equal
+ * whatever the sender does; a bottleneck spreads the arrivals or drops packets, and what is delivered
+ * falls below what is sent. undefined for a sample too short to say.
+ */
+export function twccSample(span: TwccSpan, sent: Iterable<{ size: number; sendingAtMs: number }>): TwccTotals | undefined {
+  const sendMs = span.lastSentMs - span.firstSentMs;
+  const receiveMs = span.lastReceivedMs - span.firstReceivedMs;
+  if (sendMs < MIN_SPAN_MS || receiveMs <= 0) return undefined;
+  let sentBytes = 0;
+  for (const p of sent) if (p.sendingAtMs >= span.firstSentMs && p.sendingAtMs <= span.lastSentMs) sentBytes += p.size;
+  return { receivedBytes: span.receivedBytes, receiveMs, sentBytes: Math.max(sentBytes, span.receivedBytes), sendMs };
+}
+
+/** Adds a sample to running totals. */
+export function addTwcc(totals: TwccTotals, sample: TwccTotals): void {
+  totals.receivedBytes += sample.receivedBytes;
+  totals.receiveMs += sample.receiveMs;
+  totals.sentBytes += sample.sentBytes;
+  totals.sendMs += sample.sendMs;
 }
 
 /**
@@ -178,7 +241,7 @@ export class RungController {
  */
 export class LinkWindow {
   readonly #estimates: Array<[number, number]> = [];
-  readonly #counts: Array<[number, number, number, number]> = [];
+  readonly #counts: Array<[number, number, number, number, TwccTotals | undefined]> = [];
 
   constructor(
     readonly windowMs = 1500,
@@ -186,22 +249,54 @@ export class LinkWindow {
     readonly minPackets = 60,
   ) {}
 
-  /** One report: the estimate now (if any), and the running counts of video packets sent and NACKed, and of bytes sent. */
-  add(now: number, estimate: number | undefined, packetsSent: number, packetsNacked: number, bytesSent: number): void {
+  /**
+   * One report: the estimate now (if any); the running counts of video packets sent and NACKed, and
+   * of bytes sent; and the running transport-wide feedback totals, where the transport has them.
+   */
+  add(now: number, estimate: number | undefined, packetsSent: number, packetsNacked: number, bytesSent: number, twcc?: TwccTotals): void {
     if (estimate !== undefined) this.#estimates.push([now, estimate]);
-    this.#counts.push([now, packetsSent, packetsNacked, bytesSent]);
+    this.#counts.push([now, packetsSent, packetsNacked, bytesSent, twcc && { ...twcc }]);
     const from = now - this.windowMs;
     while (this.#estimates.length > 0 && this.#estimates[0][0] < from) this.#estimates.shift();
     // Keep one count at or before the window's start, to measure the whole window from it.
     while (this.#counts.length > 1 && this.#counts[1][0] <= from) this.#counts.shift();
   }
 
-  /** The median estimate of the window; undefined without samples. */
+  /** The transport-wide feedback of the window's samples, summed, if they span enough sending time. */
+  get #twcc(): TwccTotals | undefined {
+    if (this.#counts.length < 2) return undefined;
+    const a = this.#counts[0][4];
+    const b = this.#counts[this.#counts.length - 1][4];
+    if (!a || !b || b.sendMs - a.sendMs < this.windowMs / 3 || b.receiveMs <= a.receiveMs) return undefined;
+    return { receivedBytes: b.receivedBytes - a.receivedBytes, receiveMs: b.receiveMs - a.receiveMs, sentBytes: b.sentBytes - a.sentBytes, sendMs: b.sendMs - a.sendMs };
+  }
+
+  /**
+   * What the link delivered over the window, bits/s: with transport-wide feedback, the bytes that
+   * arrived over the time they took (summed over the window's samples, so that a packet lost at
+   * random in a sample of 20 does not read as a link at 60 %, as a sample's own rate did); else the
+   * median estimate of the window. undefined without either.
+   */
   get estimate(): number | undefined {
+    const t = this.#twcc;
+    if (t) return (t.receivedBytes * 8000) / t.receiveMs;
     if (this.#estimates.length === 0) return undefined;
     const v = this.#estimates.map(([, e]) => e).sort((a, b) => a - b);
     const mid = v.length >> 1;
     return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+  }
+
+  /**
+   * What `estimate` is to be compared with, bits/s. With transport-wide feedback: everything sent
+   * over the spans of sending time its samples cover, the lost packets too; so a link that carries
+   * what it is sent reads the same as what is sent, whatever the sender does. (Against the average
+   * sent over the window, a composite's keyframe bursts read as congestion: samples of 75-110
+   * kbit/s, one of 310 kbit/s with a burst, against 160 kbit/s sent, and a viewer on a clean
+   * loopback link went to the lowest rung.) Else what was sent over the window.
+   */
+  get yardstick(): number | undefined {
+    const t = this.#twcc;
+    return t ? (t.sentBytes * 8000) / t.sendMs : this.sending;
   }
 
   /** What was sent over the window, bits/s; undefined until the window spans half its length. */

@@ -148,8 +148,8 @@ export class Participant {
     if (!link || !this.receivesVideo) return false;
     // The estimate, the rate really sent and the loss, over a window (see LinkWindow): the loss is the
     // share of the video the viewer NACKed, or, where it does not NACK, its receiver reports' fraction lost.
-    this.#window.add(now, link.estimate, link.packetsSent, link.packetsNacked, stats.bytesSent);
-    const sending = this.#window.sending;
+    this.#window.add(now, link.estimate, link.packetsSent, link.packetsNacked, stats.bytesSent, link.twcc);
+    const sending = this.#window.yardstick;
     const loss = link.packetsNacked > 0 ? this.#window.loss : link.fractionLost;
     const estimate = this.#window.estimate;
     if (estimate === undefined && loss === 0 && !this.#rungs) return false;

@@ -16,6 +16,7 @@ import {
   type RtpPacket,
 } from 'werift';
 import { UnsupportedMediaError, BadRequestError } from '../core/errors.js';
+import { addTwcc, twccSample, type TwccTotals } from '../core/rungs.js';
 import type { VideoCodec } from '../core/pipelines.js';
 import { answerDirection, inspectOffer, stripMdnsCandidates } from './sdp.js';
 import { SessionHandlers, type DtmfEvent, type MediaSession, type RtpHandler } from './session.js';
@@ -88,6 +89,8 @@ function videoCodecs(order: VideoCodec[], nack = true): RTCRtpCodecParameters[] 
 export interface LinkReport {
   /** bits/s the link carries, by TWCC (werift's SenderBandwidthEstimator) or else REMB; undefined before any. */
   estimate?: number;
+  /** Transport-wide feedback so far, summed (src/core/rungs.ts, TwccTotals); undefined without any. */
+  twcc?: TwccTotals;
   /** Where `estimate` came from. */
   source?: 'twcc' | 'remb';
   /** Fraction of the video lost on the way, from the viewer's receiver reports (0-1). */
@@ -132,7 +135,7 @@ export class PeerSession implements MediaSession {
   #connected = false;
   readonly #on = new SessionHandlers();
   #remoteVideoSsrc?: number;
-  readonly #link = { twcc: undefined as number | undefined, twccAt: 0, remb: undefined as number | undefined, repaired: 0, refused: 0, sent: 0, nacked: 0, congested: false };
+  readonly #link = { twcc: undefined as number | undefined, twccTotals: undefined as TwccTotals | undefined, twccAt: 0, remb: undefined as number | undefined, repaired: 0, refused: 0, sent: 0, nacked: 0, congested: false };
   /** Retransmissions allowed now (a token bucket, in packets): repairs count against the link. */
   #repairTokens = 50;
   #repairRefillAt = performance.now();
@@ -307,8 +310,23 @@ export class PeerSession implements MediaSession {
    */
   #watchLink(t: RTCRtpTransceiver, nack: boolean): void {
     const link = this.#link;
-    t.sender.senderBWE.onAvailableBitrate.subscribe((bps: number) => {
-      link.twcc = bps;
+    // werift reports the lesser of the rates sent and received over one feedback sample's packets
+    // (those that arrived); read the sample itself while it is reported, before werift resets it, and
+    // sum what arrived and everything sent over the same span (src/core/rungs.ts, twccSample).
+    const bwe = t.sender.senderBWE as unknown as {
+      cumulativeResult: { firstPacketSentAtMs: number; lastPacketSentAtMs: number; firstPacketReceivedAtMs: number; lastPacketReceivedAtMs: number; totalSize: number };
+      sentInfos: Map<number, { size: number; sendingAtMs: number }>;
+    };
+    t.sender.senderBWE.onAvailableBitrate.subscribe(() => {
+      const c = bwe.cumulativeResult;
+      const sample = twccSample(
+        { firstSentMs: c.firstPacketSentAtMs, lastSentMs: c.lastPacketSentAtMs, firstReceivedMs: c.firstPacketReceivedAtMs, lastReceivedMs: c.lastPacketReceivedAtMs, receivedBytes: c.totalSize },
+        bwe.sentInfos.values(),
+      );
+      if (!sample) return;
+      link.twccTotals ??= { receivedBytes: 0, receiveMs: 0, sentBytes: 0, sendMs: 0 };
+      addTwcc(link.twccTotals, sample);
+      link.twcc = (sample.receivedBytes * 8000) / sample.receiveMs;
       link.twccAt = performance.now();
     });
     t.sender.senderBWE.onCongestion.subscribe((c: boolean) => (link.congested = c));
@@ -353,9 +371,9 @@ export class PeerSession implements MediaSession {
   }
 
   /** The estimate to trust now: transport-cc while it is fresh (3 s), else REMB. */
-  #estimate(): { estimate?: number; source?: 'twcc' | 'remb' } {
+  #estimate(): { estimate?: number; twcc?: TwccTotals; source?: 'twcc' | 'remb' } {
     const l = this.#link;
-    if (l.twcc !== undefined && performance.now() - l.twccAt < 3000) return { estimate: l.twcc, source: 'twcc' };
+    if (l.twcc !== undefined && performance.now() - l.twccAt < 3000) return { estimate: l.twcc, twcc: { ...l.twccTotals! }, source: 'twcc' };
     return l.remb !== undefined ? { estimate: l.remb, source: 'remb' } : {};
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fitProfile, h264Level, h264LevelLimits, offerLimits, parseLimits, profileKey, tighten } from '../../src/core/profiles.js';
-import { DEFAULT_RUNG_POLICY, ladder, LinkWindow, RungController } from '../../src/core/rungs.js';
+import { DEFAULT_RUNG_POLICY, ladder, LinkWindow, RungController, twccSample, type TwccTotals } from '../../src/core/rungs.js';
 
 const BASE = { width: 640, height: 360, fps: 30, bitrate: 800_000 };
 
@@ -159,5 +159,104 @@ describe('LinkWindow', () => {
     w.add(1000, undefined, 20, 5, 20_000);
     expect(w.loss).toBe(0);
     expect(w.estimate).toBeUndefined();
+  });
+
+
+  /** Reports every 250 ms, as the transport makes them: the sample's own rate and the running totals. */
+  function feed(w: LinkWindow, c: RungController | undefined, from: number, to: number, sample: (t: number) => TwccTotals, totals: TwccTotals) {
+    for (let t = from; t <= to; t += 250) {
+      const s = sample(t);
+      totals.receivedBytes += s.receivedBytes;
+      totals.receiveMs += s.receiveMs;
+      totals.sentBytes += s.sentBytes;
+      totals.sendMs += s.sendMs;
+      w.add(t, (s.receivedBytes * 8000) / s.receiveMs, 0, 0, totals.sentBytes, totals);
+      c?.update({ now: t, estimate: w.estimate, sending: w.yardstick });
+    }
+  }
+  const zero = () => ({ receivedBytes: 0, receiveMs: 0, sentBytes: 0, sendMs: 0 });
+
+  it('compares what the link delivered with what was sent over the same spans: keyframe bursts on a clean link are no congestion', () => {
+    // Measured on loopback (a still composite, one packet a frame, a keyframe burst every few
+    // seconds): samples of 20 packets read 75-110 kbit/s, one with a burst 310 kbit/s, while the
+    // 1.5 s average sent was 160 kbit/s; against that average the viewer went to the lowest rung.
+    const w = new LinkWindow(1500, 60);
+    const c = new RungController(ladder(BASE), 0);
+    const burst = (t: number) => t % 1500 === 0;
+    feed(w, c, 0, 20_000, (t) => (burst(t) ? { receivedBytes: 15_000, receiveMs: 400, sentBytes: 15_000, sendMs: 400 } : { receivedBytes: 3000, receiveMs: 250, sentBytes: 3000, sendMs: 250 }), zero());
+    expect(w.estimate! / w.yardstick!).toBeCloseTo(1, 5);
+    expect(c.rung.name).toBe('full');
+    // The old yardstick, the median sample against what was sent over the window, reads the same
+    // link as congested.
+    const old = new LinkWindow(1500, 60);
+    const o = new RungController(ladder(BASE), 0);
+    let sent = 0;
+    for (let t = 0; t <= 20_000; t += 250) {
+      sent += burst(t) ? 15_000 : 3000;
+      old.add(t, burst(t) ? 300_000 : 96_000, 0, 0, sent);
+      o.update({ now: t, estimate: old.estimate, sending: old.sending });
+    }
+    expect(o.rung.name).not.toBe('full');
+  });
+
+  it('reads 5 % random loss as no congestion, summed over the window, where a sample of 20 packets that lost a big one read 46 %', () => {
+    const w = new LinkWindow(1500, 60);
+    const c = new RungController(ladder(BASE), 0);
+    // 600 kbit/s sent; each 250 ms sample lost 5 % of its bytes, one in four 20 %.
+    feed(w, c, 0, 20_000, (t) => ({ receivedBytes: t % 1000 === 0 ? 15_000 : 17_800, receiveMs: 250, sentBytes: 18_750, sendMs: 250 }), zero());
+    expect(w.estimate! / w.yardstick!).toBeGreaterThan(0.85);
+    expect(c.rung.name).toBe('full');
+  });
+
+  it('reads a bottleneck: 800 kbit/s sent into a 300 kbit/s link, its queue dropping the rest, goes to the rung that fits', () => {
+    const w = new LinkWindow(1500, 60);
+    const c = new RungController(ladder(BASE), 0);
+    feed(w, c, 0, 2000, () => ({ receivedBytes: 9375, receiveMs: 250, sentBytes: 25_000, sendMs: 250 }), zero());
+    expect(w.estimate).toBeCloseTo(300_000, -3);
+    expect(w.yardstick).toBeCloseTo(800_000, -3);
+    expect(c.rung.name).toBe('quarter');
+  });
+
+  it('stays on the rung that fits while the window and the queue still hold what the old rung sent', () => {
+    const w = new LinkWindow(1500, 60);
+    const c = new RungController(ladder(BASE), 0);
+    // What the link reports lags the rung by 1.5 s (the window, the queue draining, repairs).
+    const rungAt: Array<[number, number]> = [];
+    feed(w, c, 0, 20_000, (t) => {
+      rungAt.push([t, c.rung.bitrate]);
+      const then = rungAt.filter(([at]) => at <= t - 1500).at(-1)?.[1] ?? rungAt[0][1];
+      const sent = then + 40_000;
+      return { receivedBytes: (Math.min(sent, 300_000) * 250) / 8000, receiveMs: 250, sentBytes: (sent * 250) / 8000, sendMs: 250 };
+    }, zero());
+    expect(c.rung.name).toBe('quarter');
+    expect(c.changes).toBe(1);
+  });
+
+  it('without transport-wide feedback (REMB), takes the median estimate and the rate sent over the window', () => {
+    const w = new LinkWindow(1500, 60);
+    w.add(0, 500_000, 0, 0, 0);
+    w.add(250, 400_000, 0, 0, 25_000);
+    w.add(500, 450_000, 0, 0, 50_000);
+    w.add(750, 450_000, 0, 0, 75_000);
+    expect(w.estimate).toBe(450_000);
+    expect(w.yardstick).toBeCloseTo(800_000, -3);
+  });
+});
+
+describe('twccSample', () => {
+  /** n packets of `size` bytes, one every `everyMs` from 1000 ms. */
+  const sends = (n: number, everyMs: number, size: number) => Array.from({ length: n }, (_, i) => ({ size, sendingAtMs: 1000 + i * everyMs }));
+
+  it('counts everything sent over the span of the packets that arrived, the lost ones too', () => {
+    // 800 kbit/s sent (101 packets of 1000 bytes over 1 s); a 300 kbit/s link delivered 37 of them.
+    const later = sends(5, 1, 1200).map((p) => ({ ...p, sendingAtMs: p.sendingAtMs + 1500 }));
+    const s = twccSample({ firstSentMs: 1000, lastSentMs: 2000, firstReceivedMs: 3000, lastReceivedMs: 3000 + 37 * 26.7, receivedBytes: 37_000 }, [...sends(101, 10, 1000), ...later])!;
+    expect(s.sentBytes).toBe(101 * 1000);
+    expect(s.sendMs).toBe(1000);
+    expect((s.receivedBytes * 8000) / s.receiveMs).toBeCloseTo(300_000, -4);
+  });
+
+  it('says nothing of a sample sent within a few milliseconds (one burst)', () => {
+    expect(twccSample({ firstSentMs: 1000, lastSentMs: 1003, firstReceivedMs: 0, lastReceivedMs: 4, receivedBytes: 20_000 }, sends(20, 0.15, 1000))).toBeUndefined();
   });
 });
