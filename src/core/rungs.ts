@@ -30,13 +30,15 @@ export interface RungInput {
   /** ms, monotonic */
   now: number;
   /**
-   * The sender's estimate of what the viewer's link carries, bits/s (TWCC or REMB); undefined when
-   * none yet. werift's TWCC estimate is the lesser of the rates sent and received, so it never says
-   * more than is sent: it is compared with `sending`, not with the rung's nominal bitrate (a still
-   * composite is encoded far below it).
+   * What the viewer's link carries, bits/s: with transport-cc what it delivered, else REMB;
+   * undefined when none yet. A link delivers no more than it is sent, so this is compared with
+   * `sending`, not with the rung's nominal bitrate (a still composite is encoded far below it).
    */
   estimate?: number;
-  /** What was really sent to this viewer over the same span, bits/s (video, audio, repairs). */
+  /**
+   * What was really sent to this viewer over the span `estimate` covers, bits/s (LinkWindow's
+   * yardstick: the same spans of sending time with transport-cc, else the window).
+   */
   sending?: number;
   /** Fraction of the video packets lost on the way, 0-1, from the viewer's receiver reports. */
   loss?: number;
@@ -235,9 +237,10 @@ export function addTwcc(totals: TwccTotals, sample: TwccTotals): void {
  * received), and the loss a viewer NACKs over half a second is a handful of packets: with 5 %
  * random loss either one read at an instant looked like congestion now and then, and sent a viewer
  * on a wide but lossy link down to the lowest rung (measured: 15 fps at 100 kbit/s). Here the
- * estimate is the median of the window's samples, and the loss counts the window's packets, and
- * only once there are enough of them to say anything. A real bottleneck keeps every sample low, so
- * the median follows it within half a window.
+ * transport-cc samples are summed over the window (what arrived, and what was sent over the same
+ * spans), else the median of the window's estimates is taken; and the loss counts the window's
+ * packets, and only once there are enough of them to say anything. A real bottleneck keeps every
+ * sample low, so the window follows it within its length.
  */
 export class LinkWindow {
   readonly #estimates: Array<[number, number]> = [];
