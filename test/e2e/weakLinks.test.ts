@@ -29,6 +29,8 @@ afterAll(async () => {
 type Output = { rung: { index: number; name: string } | null; profile: { width: number; height: number; bitrate: number }; link: { estimate?: number; source?: string } | null };
 const outputOf = async (id: string) => (await apiCall(server.url, 'GET', `/v1/rooms/${ROOM}/participants/${id}`)).body.output as Output;
 const stats = (p: SyntheticPeer) => p.page.evaluate(() => (window as any).mcuTest.videoStats());
+/** The server's log lines about one participant (its lines carry the id's first 8 characters, or all of it). */
+const linesOn = (s: ServerProcess, id: string) => s.output().split('\n').filter((l) => l.includes(id.slice(0, 8)));
 
 describe('a viewer on a 300 kbit/s downlink', () => {
   it('settles within 10 s on a rung that fits, then sees under 2 % loss and no freeze, while the others keep the full rung', ONE_MORE_TRY, () =>
@@ -68,7 +70,7 @@ describe('a viewer on a 300 kbit/s downlink', () => {
         'a rung that fits, kept for 4 s',
       );
       const settleS = (changedAt - t0) / 1000;
-      const decisions = () => `the server on Weak:\n${server.output().split('\n').filter((l) => l.includes(weak.id.slice(0, 8))).slice(-30).join('\n')}`;
+      const decisions = () => `the server on Weak:\n${linesOn(server, weak.id).slice(-30).join('\n')}`;
       console.log(`settled on "${settled.rung!.name}" (${settled.profile.width}x${settled.profile.height}, ${settled.profile.bitrate} bit/s) ${settleS.toFixed(1)} s after joining; estimate ${settled.link?.estimate} (${settled.link?.source})`);
       expect(settleS, decisions()).toBeLessThanOrEqual(10);
       // Watch a stretch.
@@ -142,7 +144,7 @@ async function lossyViewer(s: ServerProcess, room: string, seconds: number) {
     control: { freezes: c1.freezeCount - c0.freezeCount, fps: +((c1.framesDecoded - c0.framesDecoded) / seconds).toFixed(1) },
   };
   for (const p of [...pubs, v, c]) await p.page.close();
-  console.log(s.output().split('\n').filter((l) => /link: rung/.test(l) && l.includes(v.id.slice(0, 8))).join('\n'));
+  console.log(linesOn(s, v.id).filter((l) => /link: rung/.test(l)).join('\n'));
   return out;
 }
 
@@ -187,7 +189,7 @@ describe('5 % random loss', () => {
     // (Once, in a full run of this file, Green was gone from the room by then: the server's lines on
     // it go with a timeout.)
     await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live').catch((e: Error) => {
-      throw new Error(`${e.message}\nthe server on Green:\n${server.output().split('\n').filter((l) => l.includes(green.id.slice(0, 8))).join('\n')}`);
+      throw new Error(`${e.message}\nthe server on Green:\n${linesOn(server, green.id).join('\n')}`);
     });
     // The watcher moves to the composite with Green's video once that one flows steadily (some
     // 200 ms after Green is live; a CI run looked at once and found the placeholder still shown).
@@ -272,8 +274,7 @@ async function relayOnlyJoin(browser: Browser, turnOpts: { port?: number; tls?: 
         const me = (await apiCall(s.url, 'GET', `/v1/rooms/${room}`)).body.participants.find((p: { id: string }) => p.id === viewer.id);
         console.log(`${viewer.name} did not see ${other.name}: last ${seen}; page ${JSON.stringify(page)}; server ${JSON.stringify({ output: me?.output, stats: me?.stats, videoLive: me?.videoLive })}`);
         // (A CI run's Far had an empty view, as if Red had gone: what the server said of each.)
-        const said = (id: string) => s.output().split('\n').filter((l) => l.includes(id) || l.includes(id.slice(0, 8)));
-        console.log(`the server on ${other.name}:\n${said(other.id).slice(-30).join('\n')}\nand on ${viewer.name}:\n${said(viewer.id).slice(-30).join('\n')}`);
+        console.log(`the server on ${other.name}:\n${linesOn(s, other.id).slice(-30).join('\n')}\nand on ${viewer.name}:\n${linesOn(s, viewer.id).slice(-30).join('\n')}`);
         console.log(s.output().slice(-3000));
         throw e;
       });
