@@ -246,9 +246,14 @@ export class Participant {
     this.#statsAt = performance.now();
   }
 
-  /** Milliseconds since the peer was last heard, as of now. */
+  /**
+   * Milliseconds the peer had been silent when its RTC worker last reported (four times a second).
+   * Only the worker's word counts: time since that report is the control thread's or the worker's
+   * own delay, not the peer's, and counting it removed peers after a stall of either (a worker
+   * that dies is handled on its own: its peers leave and it restarts).
+   */
   get silentMs(): number {
-    return (this.stats?.silentMs ?? 0) + (this.#statsAt ? performance.now() - this.#statsAt : 0);
+    return this.stats?.silentMs ?? 0;
   }
 
   get connected(): boolean {

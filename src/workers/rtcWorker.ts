@@ -134,7 +134,10 @@ channel.serve({
   },
 });
 
-// The media side decides; the control side hears it four times a second.
+// The media side decides; the control side hears it four times a second. The report is made in
+// the check phase, after the poll phase has read what the sockets hold: were this thread stalled,
+// timers run first on waking, and a report made then would count the stall as the peers' silence
+// (the control side removes a peer silent for MCU_PEER_TIMEOUT_MS).
 setInterval(() => {
-  channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]), maxLoopLagMs: lag.maxLagMs });
+  setImmediate(() => channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]), maxLoopLagMs: lag.maxLagMs }));
 }, 250);

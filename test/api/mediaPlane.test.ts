@@ -91,6 +91,24 @@ describe('the media plane runs off the control thread', () => {
   });
 });
 
+describe('a control thread stalled past the peer timeout', () => {
+  it('removes no one: silence is judged on what the RTC workers heard, not on how late the control thread reads it', async () => {
+    // The three of the test above are still in the call. The control thread stalls for 6 s, longer
+    // than MCU_PEER_TIMEOUT_MS (5 s): the peers kept sending all along, and their workers heard them.
+    // (Before, the control thread added the time since a worker's last report to the silence that
+    // report gave, and removed everyone as soon as it woke from a stall that long.)
+    const ids = async () => ((await apiCall(server.url, 'GET', '/v1/rooms/stall')).body.participants as Array<{ id: string }>).map((p) => p.id).sort();
+    const before = await ids();
+    expect(before).toHaveLength(3);
+    const stall = await apiCall(server.url, 'POST', '/v1/test/stall?ms=6000');
+    expect(stall.body.stalledMs).toBeGreaterThanOrEqual(6000);
+    // Several rounds of the room's upkeep (every 250 ms) and of the workers' reports.
+    await sleep(2000);
+    expect(await ids()).toEqual(before);
+    expect(server.output()).not.toMatch(/went silent/);
+  });
+});
+
 describe('an RTC worker that dies', () => {
   it('takes only its own peers with it: they leave, the others keep their media, and a fresh worker takes new joins', async () => {
     const room = 'crash';
