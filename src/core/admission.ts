@@ -69,6 +69,17 @@ export class Admission {
     return this.#o.budget > 0;
   }
 
+  /**
+   * Starts measuring afresh: called once the node has started, so that its own start (workers
+   * loading werift and GStreamer, over a second of CPU on both cores) is not read as load that
+   * refuses the first joins.
+   */
+  rebase(): void {
+    this.#lastCpu = this.#o.cpuMicros();
+    this.#lastAt = this.#o.now();
+    this.#load = 0;
+  }
+
   /** Measures the load since the last sample (called every second). */
   sample(): void {
     const cpu = this.#o.cpuMicros();

@@ -86,6 +86,7 @@ export class Mcu {
       await Promise.all(Array.from({ length: n }, (_, i) => mcu.#startRtcWorker(i)));
       await mcu.#startMixer();
       await mcu.#startGst();
+      mcu.admission.rebase();
     } catch (err) {
       await mcu.close();
       throw err;

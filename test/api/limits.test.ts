@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeOffer } from '../helpers/weriftPeer.js';
+import { waitFor } from '../helpers/browser.js';
 import { apiCall, authFetch, joinToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
 
 // Every limit refuses with a status a client can act on, and names the limit it hit.
@@ -90,6 +91,11 @@ describe('limits', () => {
     // server may use: an idle node takes a few joins, counting those not yet in its measured load,
     // then refuses.
     const s = await start({ MCU_CPU_BUDGET: '0.8', MCU_AUDIO_PARTICIPANT_COST: '0.3' });
+    // The node is idle: its measured load (its own CPU, read every second) is well below one
+    // participant's price. On a slow machine the first second after start can still hold the
+    // workers' warm-up.
+    const load = async () => Number(/mcu_admission_cores\{what="load"\} ([\d.]+)/.exec(await (await authFetch(`${s.url}/metrics`)).text())?.[1]);
+    await waitFor(load, (l) => l < 0.2, 20_000, 'an idle node');
     const statuses: number[] = [];
     let refusal: Awaited<ReturnType<typeof post>> | undefined;
     for (let i = 0; i < 12 && !refusal; i++) {

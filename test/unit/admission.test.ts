@@ -69,6 +69,29 @@ describe('Admission', () => {
     a.admit();
   });
 
+  it("does not read the node's own start as load: after rebase() the first sample measures from then", () => {
+    let now = 0;
+    let cpu = 0;
+    const a = new Admission({ cores: 2, budget: 0.8, participantCost: 0.16, audioParticipantCost: 0.3, cpuMicros: () => cpu, now: () => now });
+    // Starting the workers: 1.5 s of CPU in the first second.
+    now += 1000;
+    cpu += 1.5e6;
+    a.rebase();
+    now += 1000;
+    cpu += 0.05e6;
+    a.sample();
+    expect(a.dump().loadCores).toBe(0.05);
+    a.admit({ video: false });
+    // Without the rebase that second would have read 1.55 cores, and refused the first join.
+    const b = new Admission({ cores: 2, budget: 0.8, participantCost: 0.16, audioParticipantCost: 0.3, cpuMicros: () => cpu, now: () => now });
+    now += 1000;
+    cpu += 1.55e6;
+    b.sample();
+    expect(refused(() => b.admit({ video: false }))).toBeDefined();
+    a.close();
+    b.close();
+  });
+
   it('is off with a budget of 0', () => {
     const { a, busy } = fixture({ budget: 0 });
     busy(2, 3000);
