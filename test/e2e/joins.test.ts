@@ -237,11 +237,13 @@ describe('people coming and going disturb no one', () => {
           console.log(`${p.name}: the bandwidth ladder moved it ${q.rungChanges + b.rungChanges} times, so its frame rates are not compared across the windows`);
           expect(b.decoded, `${p.name}: frames decoded of those sent while others came and went`).toBeGreaterThan(0.6 * b.sent);
         }
-        // The mix's RTP timestamps go in exact 20 ms steps: when they followed the packets' arrival
-        // jitter, Chromium concealed 29-33 % of the samples here, quiet or not; now 0-1.2 %.
-        // (A CI run's busy page concealed 5.3 %: its quiet share, measured since, is the yardstick.)
-        expect(q.concealedShare, `${p.name}: share of audio concealed, quiet`).toBeLessThan(0.05);
-        expect(b.concealedShare, `${p.name}: share of audio concealed while others came and went`).toBeLessThan(Math.max(0.05, q.concealedShare + 0.03));
+        // The share of audio each browser concealed is printed above, not bounded here. What the
+        // server owns is bounded above: its largest audio gap where packets leave. And the mix's
+        // RTP timestamps, which made Chromium conceal 29-33 % of the samples when they followed
+        // the packets' arrival jitter, are checked to the unit (exact 960 steps) in
+        // test/api/sharedMix.test.ts. Beyond those, a page's concealment measures its own CPU:
+        // with four pages on one CPU of a shared 2-core CI machine, one concealed 26.6 % in a run
+        // whose server gaps stayed within their bounds, against 0-1.2 % here.
       }
       // Each join and leave switches every viewer to a new composite, at a keyframe. With VP8
       // PictureIDs continuous across the switches (without, 10-22 freezes with no packet lost; the
@@ -254,6 +256,14 @@ describe('people coming and going disturb no one', () => {
       const freezes = busy.reduce((n, b) => n + b.freezes, 0);
       const quietFreezes = quiet.reduce((n, q) => n + q.freezes, 0);
       expect(freezes, `freezes at the four browsers in all (quiet: ${quietFreezes})`).toBeLessThanOrEqual(16 + quietFreezes);
-    }),
+    }, () =>
+      // Whatever failed, the server's account of it: peers it removed and why, workers that died,
+      // and where its egress and threads stalled.
+      `the server's warnings and errors:\n${server
+        .output()
+        .split('\n')
+        .filter((l) => /WARN|ERROR|removing it|died|no video frame|no mix audio|event loop was blocked/.test(l))
+        .slice(-60)
+        .join('\n')}`),
   );
 });

@@ -15,15 +15,17 @@ let tries = 0;
 
 /**
  * Runs one try of a test: `body` gets the try's number (for a room name of its own) and a list
- * to push clean-ups to, which run after it in reverse, passed or failed.
+ * to push clean-ups to, which run after it in reverse, passed or failed. A failed try also prints
+ * what `explain` says (the server's own account, say).
  */
-export async function oneTry(what: string, body: (n: number, cleanups: Array<() => unknown>) => Promise<void>): Promise<void> {
+export async function oneTry(what: string, body: (n: number, cleanups: Array<() => unknown>) => Promise<void>, explain?: () => string): Promise<void> {
   const n = ++tries;
   const cleanups: Array<() => unknown> = [];
   try {
     await body(n, cleanups);
   } catch (e) {
     console.log(`TRY FAILED (${what}, try ${n}): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    if (explain) console.log(explain());
     throw e;
   } finally {
     for (const c of cleanups.reverse()) {
