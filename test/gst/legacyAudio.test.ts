@@ -81,9 +81,15 @@ describe.each([
     pipeline.play();
     closers.push(pipeline);
     ingestPort = Number(pipeline.get(EL.audioIn, 'port'));
-    closers.push(...(await l16Tone(freq, Number(pipeline.get(EL.mixIn, 'port')))));
+    const tone = await l16Tone(freq, Number(pipeline.get(EL.mixIn, 'port')));
+    closers.push(...tone);
 
     await sleep(2500);
+    // The tone stops with its pipeline. Left running until the end of the file, a test's tone went
+    // on to the port its pipeline had freed, which the kernel can give the next test's pipeline: a
+    // CI run's PCMA test got the PCMU test's tone beside its own (twice the packets, 2-byte ones
+    // among them, and its tone 6 dB down).
+    for (const t of tone) await t.close();
     await pipeline.close();
 
     const samples = pcmFrom(decoded);
