@@ -67,6 +67,13 @@ export function testHooks(mcu: Mcu): express.Router {
     }
     res.json({ stalledMs: Math.round(performance.now() - t0) });
   });
+  // Sends RTC worker N into a loop that never yields, as a bug could: the watchdog must end it.
+  router.post('/hang-rtc-worker/:index', async (req, res) => {
+    const w = mcu.rtcWorkers[Number(req.params.index)];
+    if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);
+    await w.channel.request('test.hang', {});
+    res.status(202).json({ threadId: w.threadId });
+  });
   // Ends RTC worker N as a crash would: its peers leave, and a fresh worker takes its place.
   router.post('/crash-rtc-worker/:index', async (req, res) => {
     const w = mcu.rtcWorkers[Number(req.params.index)];

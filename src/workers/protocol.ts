@@ -76,6 +76,8 @@ export type RtcRequests = {
   'peer.mix': [{ id: string; room: string }, void];
   /** Test mode only: the worker exits as if it had crashed. */
   'test.crash': [Record<string, never>, void];
+  /** Test mode only: the worker's thread loops for ever (the control thread's watchdog ends it). */
+  'test.hang': [Record<string, never>, void];
 } & TestRequests;
 
 /** Test mode only, answered by every worker: a full garbage collection in its thread. */

@@ -125,6 +125,12 @@ channel.serve({
   'test.crash'() {
     setImmediate(() => process.exit(70));
   },
+  'test.hang'() {
+    setImmediate(() => {
+      // Never yields: the control thread's watchdog must notice.
+      for (;;);
+    });
+  },
   'test.gc'() {
     collectGarbage();
     return heapMb();

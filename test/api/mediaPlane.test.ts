@@ -157,3 +157,40 @@ describe('an RTC worker that dies', () => {
     expect(server.output()).toMatch(/RTC worker \d died/);
   });
 });
+
+describe('an RTC worker that hangs', () => {
+  it('is ended by the watchdog: its peers leave, the others keep their media, and a fresh worker takes its slot', async () => {
+    const room = 'hang';
+    const a = await joinWerift(server.url, room, 'A', { audio: 'sendrecv', video: 'sendrecv' });
+    const b = await joinWerift(server.url, room, 'B', { audio: 'sendrecv', video: 'sendrecv' });
+    cleanup.push(() => a.close(), () => b.close());
+    await publish(a, [200, 40, 40], 500);
+    await publish(b, [40, 40, 200], 800);
+    const workerOf = async () => {
+      const r = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as { participants: Array<{ id: string; worker: number }> };
+      return new Map(r.participants.map((p) => [p.id, p.worker]));
+    };
+    const before = await workerOf();
+    expect(before.get(a.id)).not.toBe(before.get(b.id));
+    await until(() => b.received.audio > 50 && b.received.video > 30, 15_000, 'B receiving');
+
+    // A's worker loops for ever. Its peers get no media and its reports stop; since a peer's silence
+    // is what its worker reports, nothing but the watchdog (10 rounds of 1 s) can end this.
+    const t0 = performance.now();
+    expect((await apiCall(server.url, 'POST', `/v1/test/hang-rtc-worker/${before.get(a.id)}`)).status).toBe(202);
+    await until(async () => !(await workerOf()).has(a.id), 25_000, 'A gone with its hung worker');
+    const tookMs = performance.now() - t0;
+    console.log(`hung RTC worker ended and its peer removed after ${(tookMs / 1000).toFixed(1)} s`);
+    expect(tookMs).toBeGreaterThanOrEqual(9000);
+    expect(server.output()).toMatch(/rtc-\d sent nothing for 10 s: hung/);
+    expect((await workerOf()).has(b.id)).toBe(true);
+    const got = arrivals(b);
+    const t = performance.now();
+    await until(() => within(got.audio, t, Infinity).length > 50, 10_000, 'B still hearing the mix');
+    // The slot's fresh worker takes new joins, and they get media.
+    const c = await joinWerift(server.url, room, 'C', { audio: 'sendrecv', video: 'sendrecv' });
+    cleanup.push(() => c.close());
+    await publish(c, [40, 200, 40], 1100);
+    await until(() => c.received.audio > 50 && c.received.video > 30, 15_000, 'C receiving after the restart');
+  });
+});
