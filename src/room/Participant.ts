@@ -315,11 +315,15 @@ export class Participant {
     const rtpFlowing = msSinceVideo < 500;
     const framesFlowing = this.#lastFrameAt > 0 && now - this.#lastFrameAt < 700;
     if (rtpFlowing && !framesFlowing) this.requestKeyframe();
-    // A tile goes to its placeholder when decoded frames stop for stallMs and RTP stopped too; while
-    // RTP still flows (a decoder catching up under load, or waiting for a PLI'd keyframe) it keeps
-    // its last frame three times longer, so a busy server does not churn compositions.
+    // A tile goes to its placeholder when decoded frames stop for stallMs and RTP stopped too, for
+    // stallMs as well: the camera went away. While RTP still flows, or paused for less than that (a
+    // decoder catching up under load, waiting for a PLI'd keyframe, a sender that stalled for a
+    // moment and sent again), it keeps its last frame three times longer: each change of a tile
+    // rebuilds the composites that show it, and a bench run (case (a), 16 people) churned the
+    // shared 720p composite on publishers whose RTP had paused 600-880 ms.
     const silentFor = now - this.#lastFrameAt;
-    const live = this.#lastFrameAt > 0 && (silentFor < this.deps.stallMs || (rtpFlowing && silentFor < this.deps.stallMs * 3));
+    const rtpRecent = msSinceVideo < this.deps.stallMs;
+    const live = this.#lastFrameAt > 0 && (silentFor < this.deps.stallMs || (rtpRecent && silentFor < this.deps.stallMs * 3));
     if (live !== this.#live) {
       this.#live = live;
       if (live) this.#log.info('video live');
