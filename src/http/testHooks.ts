@@ -67,20 +67,17 @@ export function testHooks(mcu: Mcu): express.Router {
     }
     res.json({ stalledMs: Math.round(performance.now() - t0) });
   });
-  // Sends RTC worker N into a loop that never yields, as a bug could: the watchdog must end it.
-  router.post('/hang-rtc-worker/:index', async (req, res) => {
-    const w = mcu.rtcWorkers[Number(req.params.index)];
-    if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);
-    await w.channel.request('test.hang', {});
-    res.status(202).json({ threadId: w.threadId });
-  });
-  // Ends RTC worker N as a crash would: its peers leave, and a fresh worker takes its place.
-  router.post('/crash-rtc-worker/:index', async (req, res) => {
-    const w = mcu.rtcWorkers[Number(req.params.index)];
-    if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);
-    await w.channel.request('test.crash', {});
-    res.status(202).json({ threadId: w.threadId });
-  });
+  // Ends RTC worker N as a crash would (crash), or sends it into a loop that never yields, as a
+  // bug could (hang: the watchdog must end it). Either way its peers leave, and a fresh worker
+  // takes its place.
+  for (const fault of ['crash', 'hang'] as const) {
+    router.post(`/${fault}-rtc-worker/:index`, async (req, res) => {
+      const w = mcu.rtcWorkers[Number(req.params.index)];
+      if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);
+      await w.channel.request(`test.${fault}`, {});
+      res.status(202).json({ threadId: w.threadId });
+    });
+  }
   // Descriptors, threads, UDP sockets, RSS and pipelines of the server process.
   router.get('/resources', (_req, res) => {
     res.json(processResources(mcu));

@@ -46,6 +46,26 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
   }
 }
 
+/**
+ * A and B publishing in `room`, each on its own RTC worker (the server runs two here,
+ * MCU_RTC_WORKERS=2, and places each peer on the less loaded one), and B receiving.
+ */
+async function twoOnTwoWorkers(room: string) {
+  const a = await joinWerift(server.url, room, 'A', { audio: 'sendrecv', video: 'sendrecv' });
+  const b = await joinWerift(server.url, room, 'B', { audio: 'sendrecv', video: 'sendrecv' });
+  cleanup.push(() => a.close(), () => b.close());
+  await publish(a, [200, 40, 40], 500);
+  await publish(b, [40, 40, 200], 800);
+  const workerOf = async () => {
+    const r = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as { participants: Array<{ id: string; worker: number }> };
+    return new Map(r.participants.map((p) => [p.id, p.worker]));
+  };
+  const before = await workerOf();
+  expect(before.get(a.id)).not.toBe(before.get(b.id));
+  await until(() => b.received.audio > 50 && b.received.video > 30, 15_000, 'B receiving');
+  return { a, b, workerOf, before };
+}
+
 describe('the media plane runs off the control thread', () => {
   it('keeps every viewer at 30 fps and every mix without a gap over 60 ms while the control thread is stalled for 1 s', async () => {
     const people: Array<{ peer: WeriftPeer; got: ReturnType<typeof arrivals> }> = [];
@@ -112,20 +132,7 @@ describe('a control thread stalled past the peer timeout', () => {
 describe('an RTC worker that dies', () => {
   it('takes only its own peers with it: they leave, the others keep their media, and a fresh worker takes new joins', async () => {
     const room = 'crash';
-    const a = await joinWerift(server.url, room, 'A', { audio: 'sendrecv', video: 'sendrecv' });
-    const b = await joinWerift(server.url, room, 'B', { audio: 'sendrecv', video: 'sendrecv' });
-    cleanup.push(() => a.close(), () => b.close());
-    await publish(a, [200, 40, 40], 500);
-    await publish(b, [40, 40, 200], 800);
-    const workerOf = async () => {
-      const r = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as { participants: Array<{ id: string; worker: number }> };
-      return new Map(r.participants.map((p) => [p.id, p.worker]));
-    };
-    const before = await workerOf();
-    // The server runs two RTC workers here (MCU_RTC_WORKERS=2) and places each peer on the less
-    // loaded one, so A and B are on different workers.
-    expect(before.get(a.id)).not.toBe(before.get(b.id));
-    await until(() => b.received.audio > 50 && b.received.video > 30, 15_000, 'B receiving');
+    const { a, b, workerOf, before } = await twoOnTwoWorkers(room);
 
     const crash = await apiCall(server.url, 'POST', `/v1/test/crash-rtc-worker/${before.get(a.id)}`);
     expect(crash.status).toBe(202);
@@ -161,18 +168,7 @@ describe('an RTC worker that dies', () => {
 describe('an RTC worker that hangs', () => {
   it('is ended by the watchdog: its peers leave, the others keep their media, and a fresh worker takes its slot', async () => {
     const room = 'hang';
-    const a = await joinWerift(server.url, room, 'A', { audio: 'sendrecv', video: 'sendrecv' });
-    const b = await joinWerift(server.url, room, 'B', { audio: 'sendrecv', video: 'sendrecv' });
-    cleanup.push(() => a.close(), () => b.close());
-    await publish(a, [200, 40, 40], 500);
-    await publish(b, [40, 40, 200], 800);
-    const workerOf = async () => {
-      const r = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as { participants: Array<{ id: string; worker: number }> };
-      return new Map(r.participants.map((p) => [p.id, p.worker]));
-    };
-    const before = await workerOf();
-    expect(before.get(a.id)).not.toBe(before.get(b.id));
-    await until(() => b.received.audio > 50 && b.received.video > 30, 15_000, 'B receiving');
+    const { a, b, workerOf, before } = await twoOnTwoWorkers(room);
 
     // A's worker loops for ever. Its peers get no media and its reports stop; since a peer's silence
     // is what its worker reports, nothing but the watchdog (10 rounds of 1 s) can end this.
