@@ -57,6 +57,15 @@ export function inspectOffer(sdp: string): OfferSummary {
   const { session, sections } = splitOffer(sdp);
   const has = (sec: string[], prefix: string) => sec.some((l) => l.startsWith(prefix)) || session.some((l) => l.startsWith(prefix));
   const media: OfferedMedia[] = [];
+  // Each m-line names itself with its own a=mid (RFC 8843). werift takes two that share one, and
+  // then waits 5 s for a transport that never comes (found by test/api/hostile.test.ts).
+  const mids = new Set<string>();
+  for (const sec of sections) {
+    const mid = sec.find((l) => l.startsWith('a=mid:'))?.slice(6);
+    if (mid === undefined) continue;
+    if (mids.has(mid)) throw new BadRequestError(`two m-lines share a=mid:${mid.slice(0, 32)}; each must have its own`, 'bad_sdp');
+    mids.add(mid);
+  }
   for (const sec of sections) {
     const m = /^m=(\w+) (\d+) ([\w/]+) (.*)$/.exec(sec[0]);
     if (!m) throw new BadRequestError(`malformed media line "${sec[0].slice(0, 80)}"`, 'bad_sdp');

@@ -84,6 +84,12 @@ describe('inspectOffer', () => {
     expect(() => inspectOffer(vp9only)).toThrow(/VP8, H.264/);
   });
 
+  it('rejects two m-lines that share an a=mid, the rejected one (port 0) included', () => {
+    const twice = offer(`${audio.replace('m=audio 9', 'm=audio 0')}\r\n${video().replace('a=mid:1', 'a=mid:0')}`);
+    expect(() => inspectOffer(twice)).toThrow(BadRequestError);
+    expect(() => inspectOffer(twice)).toThrow(/share a=mid:0/);
+  });
+
   it('refuses an over-long body', () => {
     expect(() => inspectOffer(offer(audio) + 'a=x:' + 'y'.repeat(70_000))).toThrow(/over/);
   });
