@@ -27,6 +27,14 @@ afterAll(async () => {
 interface RoomJson {
   participants: Array<{ id: string; name: string; videoLive: boolean; output: { rung: { name: string; changes: number } | null } | null; stats: { framesSent: number; maxFrameGapMs: number | null; maxAudioGapMs: number | null } }>;
 }
+/** The server's last `n` log lines that match `re`. */
+const serverSaid = (re: RegExp, n: number) =>
+  server
+    .output()
+    .split('\n')
+    .filter((l) => re.test(l))
+    .slice(-n)
+    .join('\n');
 /** Each try is a call of its own. */
 let room = 'joins';
 const roomJson = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as RoomJson;
@@ -198,13 +206,7 @@ describe('people coming and going disturb no one', () => {
       );
       // Should a bound fail, the server's own account of where and when its egress and threads
       // stalled (src/workers/RtcPeer.ts, src/core/loopLag.ts) comes with it.
-      const stalls = () =>
-        `server stalls:\n${server
-          .output()
-          .split('\n')
-          .filter((l) => /no video frame|no mix audio|event loop was blocked/.test(l))
-          .slice(-40)
-          .join('\n')}`;
+      const stalls = () => `server stalls:\n${serverSaid(/no video frame|no mix audio|event loop was blocked/, 40)}`;
       // On this shared 2-core machine, with four Chromium pages, the test's own werift guests and
       // their GStreamer senders beside the server, ten runs on 2026-12-02 measured 155-627 ms and
       // 117-389 ms while the guests came and went, against 72-209 ms and 49-142 ms in the quiet
@@ -259,11 +261,6 @@ describe('people coming and going disturb no one', () => {
     }, () =>
       // Whatever failed, the server's account of it: peers it removed and why, workers that died,
       // and where its egress and threads stalled.
-      `the server's warnings and errors:\n${server
-        .output()
-        .split('\n')
-        .filter((l) => /WARN|ERROR|removing it|died|no video frame|no mix audio|event loop was blocked/.test(l))
-        .slice(-60)
-        .join('\n')}`),
+      `the server's warnings and errors:\n${serverSaid(/WARN|ERROR|removing it|died|no video frame|no mix audio|event loop was blocked/, 60)}`),
   );
 });
