@@ -31,6 +31,13 @@ export async function startServer(config: McuConfig = loadConfig()): Promise<Run
   // Slow or idle clients cannot hold connections for ever.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
+  // An idle keep-alive connection stays open 65 s (Node's default is 5 s). A client reuses its idle
+  // connection until its own timeout, which HTTP clients take from the server's `Keep-Alive:
+  // timeout` hint less a margin; when the server closed at 5 s, a request sent just as it closed
+  // failed with "other side closed" ("fetch failed"), seen in this project's tests when a busy client
+  // sent its next request 5 s after the last one. 65 s is also longer than the usual load balancer's
+  // idle timeout (60 s), so a proxy in front closes first, as it should.
+  server.keepAliveTimeout = 65_000;
   // Node's parser refuses a request line or headers over 16 KB before the app sees them, with a bare
   // 431 (or 400) and no body: answer in the API's JSON error form instead, and close.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RtpPacket } from 'werift';
@@ -58,6 +59,32 @@ describe('WHIP join', () => {
     expect((await authFetch(server.url + location, { method: 'DELETE' })).status).toBe(204);
     expect((await authFetch(server.url + location, { method: 'DELETE' })).status).toBe(404);
   });
+});
+
+describe('keep-alive', () => {
+  it('keeps an idle connection past 5 s, so a client reusing it is not cut off', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ port: number; keepAlive: string | undefined }>((resolve, reject) => {
+        http
+          .get(`${server.url}/healthz`, { agent }, (res) => {
+            const port = res.socket.localPort!;
+            res.resume();
+            res.on('end', () => resolve({ port, keepAlive: res.headers['keep-alive'] }));
+          })
+          .on('error', reject);
+      });
+    try {
+      const first = await get();
+      expect(first.keepAlive).toBe('timeout=65');
+      // Node's default (5 s) closed the connection here, and a request sent as it closed failed.
+      await sleep(6000);
+      const second = await get();
+      expect(second.port).toBe(first.port);
+    } finally {
+      agent.destroy();
+    }
+  }, 20_000);
 });
 
 describe('bad input gets a clear 4xx and disturbs nobody', () => {
