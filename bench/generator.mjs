@@ -30,6 +30,7 @@ if (isMainThread) {
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: { index: i } });
     const ports = new Promise((r) => w.on('message', (m) => m.ports && r(m.ports)));
     const call = requester((m) => w.postMessage(m), (fn) => w.on('message', fn));
+    w.on('message', (m) => m.pli && keyframe(m.pli));
     workers.push({ call, ports: await ports, peers: 0 });
   }
   // One shared encoder feeds every publisher in every thread.
@@ -37,15 +38,27 @@ if (isMainThread) {
   // With BENCH_VIDEO_CODECS=vp8,h264 the peers offer both, as a browser does, and publish in
   // whichever the server answers with: the same pictures encoded once in each.
   const h264 = CODECS.includes('h264')
-    ? `v. ! queue ! x264enc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=60 bitrate=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink clients=${clients('h264')} sync=false async=false `
+    ? `v. ! queue ! x264enc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=60 bitrate=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay name=hpay pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink clients=${clients('h264')} sync=false async=false `
     : '';
   const source = new GstPipeline(
-    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! tee name=v ! queue ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
+    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! tee name=v ! queue ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay name=vpay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
       h264 +
       `audiotestsrc is-live=true wave=sine freq=440 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('audio')} sync=false async=false ` +
       `audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('silent')} sync=false async=false`,
   );
   source.play();
+  // A publisher answers the server's keyframe requests (PLI), as a browser does: the server's
+  // decoder of a publisher whose packets were lost, or that paused, waits for one. The encoder is
+  // shared, so the requests of all peers are served together, at most one keyframe every 500 ms
+  // per codec (a browser's encoder also spaces them).
+  const lastKeyframe = { vp8: 0, h264: 0 };
+  function keyframe(codec) {
+    const now = performance.now();
+    if (now - lastKeyframe[codec] < 500) return;
+    lastKeyframe[codec] = now;
+    source.forceKeyUnit(codec === 'h264' ? 'hpay' : 'vpay');
+    if (process.env.BENCH_DEBUG_PLI) console.error(`generator: keyframe (${codec}) on PLI`);
+  }
   process.on('message', async (m) => {
     try {
       let result;
@@ -151,6 +164,8 @@ if (isMainThread) {
     const audioT = pc.getTransceivers().find((t) => t.sender.track === tracks.audio);
     tracks.audio.levelExtId = audioT?.headerExtensions.find((e) => e.uri === 'urn:ietf:params:rtp-hdrext:ssrc-audio-level')?.id;
     for (const [kind, track] of Object.entries(tracks)) feed[feedOf(kind)].add(track);
+    const videoSender = pc.getTransceivers().find((t) => t.sender.track === tracks.video)?.sender;
+    videoSender?.onPictureLossIndication.subscribe(() => parentPort.postMessage({ pli: feedOf('video') === 'h264' ? 'h264' : 'vp8' }));
     const feeds = Object.fromEntries(Object.keys(tracks).map((k) => [k, feedOf(k)]));
     peers.push({ pc, s, tracks, feeds, bye });
     return { id: location.split('/').pop() };
