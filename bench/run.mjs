@@ -17,6 +17,7 @@
 //                   'janus' runs the audio-only sizes on Debian's Janus AudioBridge, side by side)
 //   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
 //   BENCH_GENERATOR_NICE  the load generator's nice (default 0; see bench/ipc.mjs)
+//   BENCH_DEBUG_PLI  set: the generator prints each keyframe it makes on a PLI from the server
 //   BENCH_LOG_LEVEL  the server's LOG_LEVEL (default warn)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
