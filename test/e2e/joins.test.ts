@@ -37,7 +37,12 @@ const serverSaid = (re: RegExp, n: number) =>
     .join('\n');
 /** Each try is a call of its own. */
 let room = 'joins';
-const roomJson = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body as RoomJson;
+const roomJson = async () => {
+  const res = await apiCall(server.url, 'GET', `/v1/rooms/${room}`);
+  // A CI try once failed reading `participants` of an answer that had none: say what it was.
+  if (res.status !== 200) throw new Error(`GET /v1/rooms/${room} answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body as RoomJson;
+};
 const page = <T>(p: SyntheticPeer, fn: string, arg?: unknown) =>
   p.page.evaluate(([f, a]) => (window as any).mcuTest[f as string](a), [fn, arg] as const) as Promise<T>;
 
