@@ -15,7 +15,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { requester } from './ipc.mjs';
+import { KEYFRAME_FRAMES, requester } from './ipc.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FPS = 30;
@@ -38,10 +38,10 @@ if (isMainThread) {
   // With BENCH_VIDEO_CODECS=vp8,h264 the peers offer both, as a browser does, and publish in
   // whichever the server answers with: the same pictures encoded once in each.
   const h264 = CODECS.includes('h264')
-    ? `v. ! queue ! x264enc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=60 bitrate=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay name=hpay pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink clients=${clients('h264')} sync=false async=false `
+    ? `v. ! queue ! x264enc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=${KEYFRAME_FRAMES} bitrate=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay name=hpay pt=102 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! multiudpsink clients=${clients('h264')} sync=false async=false `
     : '';
   const source = new GstPipeline(
-    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! tee name=v ! queue ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=60 lag-in-frames=0 ! rtpvp8pay name=vpay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
+    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=${FPS}/1 ! tee name=v ! queue ! vp8enc deadline=1 cpu-used=-6 threads=1 end-usage=cbr target-bitrate=600000 keyframe-max-dist=${KEYFRAME_FRAMES} lag-in-frames=0 ! rtpvp8pay name=vpay pt=96 mtu=1200 ! multiudpsink clients=${clients('video')} sync=false async=false ` +
       h264 +
       `audiotestsrc is-live=true wave=sine freq=440 volume=0.2 ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('audio')} sync=false async=false ` +
       `audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111 ! multiudpsink clients=${clients('silent')} sync=false async=false`,
@@ -83,7 +83,7 @@ if (isMainThread) {
   });
   process.send({ ready: true });
 } else {
-  const { MediaStreamTrack, RtpPacket } = await import('werift');
+  const { MediaStreamTrack, RtcpPayloadSpecificFeedback, RtpPacket } = await import('werift');
   const { loopbackPeer, whipJoin } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
   const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
   const peers = [];
@@ -164,8 +164,15 @@ if (isMainThread) {
     const audioT = pc.getTransceivers().find((t) => t.sender.track === tracks.audio);
     tracks.audio.levelExtId = audioT?.headerExtensions.find((e) => e.uri === 'urn:ietf:params:rtp-hdrext:ssrc-audio-level')?.id;
     for (const [kind, track] of Object.entries(tracks)) feed[feedOf(kind)].add(track);
-    const videoSender = pc.getTransceivers().find((t) => t.sender.track === tracks.video)?.sender;
-    videoSender?.onPictureLossIndication.subscribe(() => parentPort.postMessage({ pli: feedOf('video') === 'h264' ? 'h264' : 'vp8' }));
+    // On a sendrecv m-line werift routes a PLI by its sender SSRC, which finds this peer's receiver,
+    // not its sender (src/rtc/native.ts reads it there too): listen on both.
+    const videoT = pc.getTransceivers().find((t) => t.sender.track === tracks.video);
+    const onRtcp = (p) => {
+      const count = p.type === RtcpPayloadSpecificFeedback.type ? p.feedback?.count : undefined;
+      if (count === 1 || count === 4) parentPort.postMessage({ pli: feedOf('video') === 'h264' ? 'h264' : 'vp8' });
+    };
+    videoT?.receiver.onRtcp.subscribe(onRtcp);
+    videoT?.sender.onRtcp.subscribe(onRtcp);
     const feeds = Object.fromEntries(Object.keys(tracks).map((k) => [k, feedOf(k)]));
     peers.push({ pc, s, tracks, feeds, bye });
     return { id: location.split('/').pop() };

@@ -2,6 +2,15 @@ import { fork } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * The shared encoder's keyframe interval, in frames: 100 s, a backstop. A browser sends a keyframe
+ * when it starts and when it is asked (PLI), which the generator's peers pass on to the encoder. Every
+ * publisher shares the encoder, so periodic keyframes (every 2 s until session 14) came from all of
+ * them at once: a burst of every publisher's keyframe packets to decrypt, forward and decode, which
+ * no room of real people sends.
+ */
+export const KEYFRAME_FRAMES = 3000;
+
 // Request/response over a message channel (a worker thread or a forked child): each call carries
 // an id, the answer comes back with it, with `result` or `error`.
 export function requester(send, on) {
