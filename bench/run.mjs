@@ -18,6 +18,8 @@
 //   BENCH_JOINS_UNDER_LOAD  joins in a row for 'joins100', with both CPUs kept busy (default 100)
 //   BENCH_GENERATOR_NICE  the load generator's nice (default 0; see bench/ipc.mjs)
 //   BENCH_DEBUG_PLI  set: the generator prints each keyframe it makes on a PLI from the server
+//   BENCH_DAMON     off: stop the kernel's DAMON monitors for the run, and start them again at exit
+//                   (root; see bench/damon.mjs). By default the bench only says whether they run.
 //   BENCH_LOG_LEVEL  the server's LOG_LEVEL (default warn)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { MediaStreamTrack, RtpPacket } from 'werift';
 import { KEYFRAME_FRAMES, startGenerator } from './ipc.mjs';
 import { startJanus } from './janus.mjs';
+import { damonState, describeDamon, pauseDamon } from './damon.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { GstPipeline } = await import(path.join(ROOT, 'dist/gst/native.js'));
@@ -540,6 +543,15 @@ async function joinTimes(server, source) {
   };
 }
 
+// The machine's own memory monitor stalls the server periodically where it runs (bench/damon.mjs).
+const damonSeen = damonState();
+let damonNote = damonSeen.length === 0 ? 'not running' : describeDamon(damonSeen);
+if (damonSeen.length > 0 && process.env.BENCH_DAMON === 'off') {
+  pauseDamon();
+  damonNote = `stopped for this run (BENCH_DAMON=off): ${damonSeen.map((k) => `kdamond ${k.id}`).join(', ')}`;
+}
+console.error(`DAMON: ${damonNote}`);
+
 const server = await startServer();
 const source = await mediaSource();
 const gen = await startGenerator();
@@ -604,6 +616,7 @@ try {
 const result = {
   date: new Date().toISOString(),
   machine: `${os.cpus().length} × ${os.cpus()[0].model}`,
+  damon: damonNote,
   seconds: SECONDS,
   cases: {
     a: 'one shared 1280x720 layout with self-view: one compositor and encoder for everyone',
@@ -621,6 +634,7 @@ fs.mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 fs.writeFileSync(path.join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2));
 const header = ['case', 'people', 'encoders', 'min fps', 'median fps', 'max audio gap ms', 'server frame late ms (max/p99)', 'server cores', 'cores/person', 'generator cores', 'bare cores', 'server/bare', 'real time'];
 console.log(`\n${SECONDS} s per size on ${result.machine}; (a) ${result.cases.a}; (b) ${result.cases.b}; (audio) ${result.cases.audio}`);
+console.log(`DAMON: ${damonNote}`);
 console.log(header.join(' | '));
 for (const r of rows) console.log([r.case, r.participants, r.encoders, r.minFps ?? '-', r.medianFps ?? '-', r.maxAudioGapMs, r.serverMaxFrameLateMs == null ? '-' : `${r.serverMaxFrameLateMs}/${r.serverP99FrameLateMs}`, r.serverCores, r.cpuPerParticipant, r.generatorCores, r.bareCores ?? '-', r.overheadRatio ?? '-', r.realTime ? 'yes' : 'no'].join(' | '));
 console.log(`capacity (largest room kept in real time): case (a) ${capacity.a}, case (b) ${capacity.b}, audio only ${capacity.audio}`);
