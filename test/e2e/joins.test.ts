@@ -111,7 +111,7 @@ async function browserWindow(people: SyntheticPeer[], during: () => Promise<unkn
 }
 
 describe('people coming and going disturb no one', () => {
-  it('in a room of 4 Chromium people, 5 others join and leave one after another: the server sends each of the four without a disturbance, and their browsers keep decoding', ONE_MORE_TRY, () =>
+  it('in a room of 4 Chromium people, 5 others join and leave one after another: the server sends each of the four without a disturbance, and their browsers keep decoding', { timeout: 300_000, ...ONE_MORE_TRY }, () =>
     oneTry('joins', async (n, cleanups) => {
       room = `joins-${n}`;
       const people: SyntheticPeer[] = [];
