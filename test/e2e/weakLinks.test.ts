@@ -156,65 +156,73 @@ describe('5 % random loss', () => {
   // Then 9 in another CI run, with no figures printed. So a clean viewer of the same composite is
   // watched over the same window, and only the freezes beyond its own count; NACK broken shows as
   // the frame rate (2.6-7.6 fps).
-  it("on a viewer's downlink: the call stays watchable with NACK, and the figures with and without it are printed", { timeout: 240_000 }, async () => {
-    const withNack = await lossyViewer(server, 'lossy-nack', 60);
-    console.log(`5 % downlink loss, NACK on, 60 s: ${JSON.stringify(withNack)}`);
-    const other = await startServerProcess({ MCU_NACK: '0' }, { pinCpu: true });
-    let without: Awaited<ReturnType<typeof lossyViewer>>;
-    try {
-      without = await lossyViewer(other, 'lossy-no-nack', 30);
-      console.log(`5 % downlink loss, NACK off, 30 s: ${JSON.stringify(without)}`);
-    } finally {
-      await other.stop();
-    }
-    // CI prints only part of a run's output: the figures go with each failure.
-    const said = `with NACK ${JSON.stringify(withNack)}; without ${JSON.stringify(without)}`;
-    expect(withNack.nacks, said).toBeGreaterThan(0);
-    expect(withNack.repaired, said).toBeGreaterThan(0);
-    // Freezes the loss caused: beyond those of the clean viewer of the same composite at the same time.
-    expect(withNack.freezes - withNack.control.freezes, said).toBeLessThanOrEqual(2);
-    expect(withNack.fps, said).toBeGreaterThan(25);
-    expect(withNack.rung, said).toBe('full');
-    // Without NACK nothing is repaired.
-    expect(without.repaired).toBe(0);
-  });
-
-  it("on a publisher's uplink: it stays live in every composite", async () => {
-    const room = 'lossy-up';
-    const link = ImpairedLink.create();
-    links.push(link);
-    link.set('up', { lossPct: 5 });
-    const green = await joinSynthetic(browser, server.url, { room, name: 'Green', color: [40, 200, 60], freq: 550, link, render: false });
-    const watcher = await joinSynthetic(browser, server.url, { room, name: 'Watcher', color: [0, 0, 0], freq: 0, direction: 'recvonly' });
-    // (Once, in a full run of this file, Green was gone from the room by then: the server's lines on
-    // it go with a timeout.)
-    await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live').catch((e: Error) => {
-      throw new Error(`${e.message}\nthe server on Green:\n${linesOn(server, green.id).join('\n')}`);
-    });
-    // The watcher moves to the composite with Green's video once that one flows steadily (some
-    // 200 ms after Green is live; a CI run looked at once and found the placeholder still shown).
-    const viewOf = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}/participants/${watcher.id}/view`)).body;
-    await waitFor(viewOf, (v) => v.tiles?.find((x: { participantId: string }) => x.participantId === green.id)?.source === 'video', 10_000, "Green's video in the watcher's view");
-    // From then on, for 20 s: always live, and its colour at its tile in what the watcher gets.
-    const t0 = Date.now();
-    let samples = 0;
-    while (Date.now() - t0 < 20_000) {
-      const r = await apiCall(server.url, 'GET', `/v1/rooms/${room}`);
-      expect(r.body.participants.find((p: { id: string }) => p.id === green.id).videoLive).toBe(true);
-      const v = await viewOf();
-      const t = v.tiles.find((x: { participantId: string }) => x.participantId === green.id);
-      expect(t.source).toBe('video');
-      const got = (await watcher.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
-      if (got.some((c) => c > 0)) {
-        expect(Math.abs(got[1] - 200)).toBeLessThan(70);
-        samples++;
+  // Both are judged at Chromium pages on the shared 2-core machine: one more try, each in rooms of
+  // its own (see test/helpers/tries.ts).
+  it("on a viewer's downlink: the call stays watchable with NACK, and the figures with and without it are printed", { timeout: 240_000, ...ONE_MORE_TRY }, () =>
+    oneTry('5 % downlink loss', async (n) => {
+      const withNack = await lossyViewer(server, `lossy-nack-${n}`, 60);
+      console.log(`5 % downlink loss, NACK on, 60 s: ${JSON.stringify(withNack)}`);
+      const other = await startServerProcess({ MCU_NACK: '0' }, { pinCpu: true });
+      let without: Awaited<ReturnType<typeof lossyViewer>>;
+      try {
+        without = await lossyViewer(other, `lossy-no-nack-${n}`, 30);
+        console.log(`5 % downlink loss, NACK off, 30 s: ${JSON.stringify(without)}`);
+      } finally {
+        await other.stop();
       }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    expect(samples).toBeGreaterThan(10);
-    const dump = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body.participants.find((p: { id: string }) => p.id === green.id);
-    console.log(`publisher behind 5 % uplink loss, 20 s: live throughout, ${dump.stats.pliSent} PLIs sent to it; link dropped ${link.up.stats.lost} of ${link.up.stats.packets} packets`);
-  });
+      // CI prints only part of a run's output: the figures go with each failure.
+      const said = `with NACK ${JSON.stringify(withNack)}; without ${JSON.stringify(without)}`;
+      expect(withNack.nacks, said).toBeGreaterThan(0);
+      expect(withNack.repaired, said).toBeGreaterThan(0);
+      // Freezes the loss caused: beyond those of the clean viewer of the same composite at the same time.
+      expect(withNack.freezes - withNack.control.freezes, said).toBeLessThanOrEqual(2);
+      expect(withNack.fps, said).toBeGreaterThan(25);
+      expect(withNack.rung, said).toBe('full');
+      // Without NACK nothing is repaired.
+      expect(without.repaired).toBe(0);
+    }),
+  );
+
+  it("on a publisher's uplink: it stays live in every composite", { timeout: 120_000, ...ONE_MORE_TRY }, () =>
+    oneTry('5 % uplink loss', async (n, cleanups) => {
+      const room = `lossy-up-${n}`;
+      const link = ImpairedLink.create();
+      links.push(link);
+      link.set('up', { lossPct: 5 });
+      const green = await joinSynthetic(browser, server.url, { room, name: 'Green', color: [40, 200, 60], freq: 550, link, render: false });
+      cleanups.push(() => green.page.close());
+      const watcher = await joinSynthetic(browser, server.url, { room, name: 'Watcher', color: [0, 0, 0], freq: 0, direction: 'recvonly' });
+      cleanups.push(() => watcher.page.close());
+      // (Once, in a full run of this file, Green was gone from the room by then: the server's lines on
+      // it go with a timeout.)
+      await waitFor(() => apiCall(server.url, 'GET', `/v1/rooms/${room}`), (r) => r.body.participants.find((p: { id: string }) => p.id === green.id)?.videoLive, 20_000, 'Green live').catch((e: Error) => {
+        throw new Error(`${e.message}\nthe server on Green:\n${linesOn(server, green.id).join('\n')}`);
+      });
+      // The watcher moves to the composite with Green's video once that one flows steadily (some
+      // 200 ms after Green is live; a CI run looked at once and found the placeholder still shown).
+      const viewOf = async () => (await apiCall(server.url, 'GET', `/v1/rooms/${room}/participants/${watcher.id}/view`)).body;
+      await waitFor(viewOf, (v) => v.tiles?.find((x: { participantId: string }) => x.participantId === green.id)?.source === 'video', 10_000, "Green's video in the watcher's view");
+      // From then on, for 20 s: always live, and its colour at its tile in what the watcher gets.
+      const t0 = Date.now();
+      let samples = 0;
+      while (Date.now() - t0 < 20_000) {
+        const r = await apiCall(server.url, 'GET', `/v1/rooms/${room}`);
+        expect(r.body.participants.find((p: { id: string }) => p.id === green.id).videoLive).toBe(true);
+        const v = await viewOf();
+        const t = v.tiles.find((x: { participantId: string }) => x.participantId === green.id);
+        expect(t.source).toBe('video');
+        const got = (await watcher.page.evaluate(([x, y]) => (window as any).mcuTest.sample(x, y), [t.x + t.width / 2, t.y + t.height / 2])) as number[];
+        if (got.some((c) => c > 0)) {
+          expect(Math.abs(got[1] - 200)).toBeLessThan(70);
+          samples++;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      expect(samples).toBeGreaterThan(10);
+      const dump = (await apiCall(server.url, 'GET', `/v1/rooms/${room}`)).body.participants.find((p: { id: string }) => p.id === green.id);
+      console.log(`publisher behind 5 % uplink loss, 20 s: live throughout, ${dump.stats.pliSent} PLIs sent to it; link dropped ${link.up.stats.lost} of ${link.up.stats.packets} packets`);
+    }),
+  );
 });
 
 /**
