@@ -18,16 +18,16 @@ export function collectGarbage(): void {
 }
 
 /**
- * Collects `delayMs` after the first call, once for every call made meanwhile: often enough that
- * what closes is freed within seconds, never more than once per `delayMs`; `then` runs after.
+ * Collects once no call has come for `quietMs`: a run of calls (people leaving one after another)
+ * makes one collection after the last of them; `then` runs after it.
  */
-export function collectSoon(delayMs = 2000, then?: () => void): void {
-  if (pending) return;
+export function collectWhenQuiet(quietMs: number, then?: () => void): void {
+  if (pending) clearTimeout(pending);
   pending = setTimeout(() => {
     pending = undefined;
     collectGarbage();
     then?.();
-  }, delayMs);
+  }, quietMs);
   pending.unref();
 }
 let pending: NodeJS.Timeout | undefined;

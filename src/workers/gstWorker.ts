@@ -12,7 +12,7 @@ import { LoopLagMonitor } from '../core/loopLag.js';
 import { GstPipeline, releaseFreeMemory, runningPipelines } from '../gst/native.js';
 import { RecorderMedia } from '../media/RecorderMedia.js';
 import { Channel, type PortLike } from './channel.js';
-import { collectGarbage, heapMb, collectSoon, writeHeapSnapshot } from './gc.js';
+import { collectGarbage, heapMb, collectWhenQuiet, writeHeapSnapshot } from './gc.js';
 import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js';
 
 const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
@@ -41,8 +41,17 @@ function buildNext(): void {
   }
   if (queued.size > 0) setImmediate(buildNext);
 }
-/** After pipelines stop: collect their element handles, then hand freed memory back. */
-const release = () => collectSoon(2000, releaseFreeMemory);
+/**
+ * After pipelines stop: collect their element handles, then hand freed memory back, once no
+ * pipeline has stopped for RELEASE_QUIET_MS. The trim locks each of malloc's arenas while it walks
+ * it, and every thread that allocates from that arena meanwhile waits, media threads included:
+ * in a CI run of the joins test a 667 ms trim, 2 s after a guest left, came with 265-279 ms stalls
+ * of both RTC workers and 319-373 ms without a frame or a mix packet at the egress, the largest of
+ * the test. So a run of people leaving one after another makes one trim, after the last of them,
+ * instead of one after each; it still stalls whoever is in a call then (see Known limits).
+ */
+const RELEASE_QUIET_MS = 30_000;
+const release = () => collectWhenQuiet(RELEASE_QUIET_MS, releaseFreeMemory);
 
 const recorders = new Map<string, RecorderMedia>();
 const recorder = (id: string) => {
