@@ -185,11 +185,6 @@ export const EL = {
   audioEnc: 'aenc',
   videoJitter: 'vjb',
   audioJitter: 'ajb',
-  /**
-   * A composite's tile sources, numbered from 0 ("tile3"): each takes its picture from its
-   * channel once a frame, in a thread of its own, and the compositor waits for the last of them.
-   */
-  tile: 'tile',
   /** The queue in front of a composite's encoder: the encoder runs in its thread. */
   encoderQueue: 'venq',
   /** A composite's multiudpsink. */
@@ -206,7 +201,7 @@ export const EL = {
  */
 export const threadRules = (mediaNice: number) => [
   { pattern: /^(mixin|ain|ajb):src$/, nice: mediaNice },
-  { pattern: /^(vin|vjb|comp|venq|scale|tile\d+):src$/, nice: Math.round(mediaNice / 2) },
+  { pattern: /^(vin|vjb|comp|venq|scale):src$/, nice: Math.round(mediaNice / 2) },
 ];
 
 /** multiudpsink's `clients`: loopback ports as host:port pairs. */
@@ -424,7 +419,7 @@ export function compositeLaunch(spec: CompositeSpec, presets: Presets): string {
   const branchesOfTiles = tiles.map((t, i) => {
     const src: Link[] =
       t.source.kind === 'video'
-        ? [el('intervideosrc', { channel: t.source.channel, timeout: spec.inputTimeoutNs }, `${EL.tile}${i}`), ...(spec.steadyTiles ? [queue(1)] : [])]
+        ? [el('intervideosrc', { channel: t.source.channel, timeout: spec.inputTimeoutNs }), ...(spec.steadyTiles ? [queue(1)] : [])]
         : [el('filesrc', { location: quoted(t.source.path) }), el('pngdec'), el('imagefreeze', { 'is-live': true }), el('videoconvert')];
     return chain(src, el('videoscale'), raw(t.width, t.height), padRef('comp', `sink_${i}`));
   });

@@ -87,12 +87,12 @@ const CASES: Record<string, () => string> = {
 const GOLDEN: Record<keyof typeof CASES, string> = {
   compositeVp8: [
     'compositor name=comp background=black start-time-selection=first sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc name=venc deadline=1 cpu-used=-6 threads=1 end-usage=cbr lag-in-frames=0 undershoot=95 buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 keyframe-max-dist=300 error-resilient=partitions target-bitrate=800000 ! rtpvp8pay name=vpay timestamp-offset=0 ssrc=1234 pt=96 mtu=1200 picture-id-mode=15-bit ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
-    'intervideosrc name=tile0 channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
     'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
   ].join('  '),
   compositeVp8Recording: [
     'compositor name=comp background=black start-time-selection=first latency=33333333 sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc name=venc deadline=1 cpu-used=-6 threads=2 end-usage=cbr lag-in-frames=0 undershoot=95 buffer-size=1000 buffer-initial-size=500 buffer-optimal-size=600 keyframe-max-dist=60 error-resilient=partitions target-bitrate=800000 ! rtpvp8pay name=vpay timestamp-offset=0 ssrc=1234 pt=96 mtu=1200 picture-id-mode=15-bit ! multiudpsink name=vout clients="127.0.0.1:7000" sync=false async=false',
-    'intervideosrc name=tile0 channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
     'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
   ].join('  '),
   compositeVp8Empty: [
@@ -101,12 +101,12 @@ const GOLDEN: Record<keyof typeof CASES, string> = {
   ].join('  '),
   compositeH264: [
     'compositor name=comp background=black start-time-selection=first sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=1280,height=720,pixel-aspect-ratio=1/1,framerate=25/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=2 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=1 key-int-max=250 bitrate=1500 vbv-buf-capacity=600 option-string="slice-max-size=1100" ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=1234 pt=102 mtu=1200 config-interval=0 aggregate-mode=none ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
-    'intervideosrc name=tile0 channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_0',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_0',
     'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=25/1 ! comp.sink_1',
   ].join('  '),
   compositeH264Recording: [
     'compositor name=comp background=black start-time-selection=first latency=33333333 sink_0::xpos=4 sink_0::ypos=92 sink_0::zorder=1 sink_1::xpos=322 sink_1::ypos=92 sink_1::zorder=2 ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1,framerate=30/1 ! gdkpixbufoverlay location="/c/plate a.png" offset-x=8 offset-y=240 ! queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! x264enc name=venc speed-preset=ultrafast tune=zerolatency threads=2 key-int-max=60 bitrate=800 vbv-buf-capacity=600 option-string="slice-max-size=1100" ! video/x-h264,profile=constrained-baseline,stream-format=byte-stream ! rtph264pay name=vpay timestamp-offset=0 ssrc=99 pt=102 mtu=1200 config-interval=0 aggregate-mode=none ! multiudpsink name=vout clients="127.0.0.1:5004,127.0.0.1:5006" sync=false async=false',
-    'intervideosrc name=tile0 channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+    'intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
     'filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_1',
   ].join('  '),
   participantAll: [
@@ -164,7 +164,7 @@ describe('compositeLaunch', () => {
 
   it('scales each tile with its own videoscale to square pixels before the compositor', () => {
     expect(launch).toContain(
-      'intervideosrc name=tile0 channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
+      'intervideosrc channel=mcu-v-a timeout=6000000000 ! videoscale ! video/x-raw,format=I420,width=314,height=176,pixel-aspect-ratio=1/1,framerate=30/1 ! comp.sink_0',
     );
     expect(launch).toContain('filesrc location="/c/ph.png" ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale');
     expect(launch).toContain('sink_0::xpos=4 sink_0::ypos=92');
@@ -197,7 +197,7 @@ describe('compositeLaunch', () => {
 
   it('gives a recording steady tiles: a queue behind each source, a frame of compositor latency, no early drops', () => {
     const rec = compositeLaunch(spec({ steadyTiles: true }), presets);
-    expect(rec).toContain('intervideosrc name=tile0 channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale');
+    expect(rec).toContain('intervideosrc channel=mcu-v-a timeout=6000000000 ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoscale');
     expect(rec).toContain('compositor name=comp background=black start-time-selection=first latency=33333333');
     expect(rec).toContain('queue name=venq max-size-buffers=30 max-size-bytes=0 max-size-time=0 leaky=downstream ! vp8enc');
     expect(launch).not.toContain('latency=');
@@ -300,9 +300,8 @@ describe('threadRules', () => {
     const rules = threadRules(-10);
     const nice = (name: string) => rules.find((r) => r.pattern.test(name))?.nice ?? 0;
     expect(['mixin:src', 'ain:src', 'ajb:src'].map(nice)).toEqual([-10, -10, -10]);
-    // The compositor waits for its last tile: a composite's tile sources run with it.
-    expect(['vin:src', 'vjb:src', 'comp:src', 'venq:src', 'scale:src', 'tile0:src', 'tile24:src'].map(nice)).toEqual([-5, -5, -5, -5, -5, -5, -5]);
-    expect(['intervideosrc0:', 'queue3:src', 'file:sink', 'tiles:src'].map(nice)).toEqual([0, 0, 0, 0]);
+    expect(['vin:src', 'vjb:src', 'comp:src', 'venq:src', 'scale:src'].map(nice)).toEqual([-5, -5, -5, -5, -5]);
+    expect(['intervideosrc0:', 'queue3:src', 'file:sink'].map(nice)).toEqual([0, 0, 0]);
   });
 });
 
