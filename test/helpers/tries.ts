@@ -25,7 +25,13 @@ export async function oneTry(what: string, body: (n: number, cleanups: Array<() 
     await body(n, cleanups);
   } catch (e) {
     console.log(`TRY FAILED (${what}, try ${n}): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    if (explain) console.log(explain());
+    if (explain) {
+      const why = explain();
+      console.log(why);
+      // In the error too: a CI log may keep only its last lines, the failures' summary, and a
+      // try that failed for a reason of the server's (a peer removed, a worker ended) must say so there.
+      if (e instanceof Error) e.message += `\n${why}`;
+    }
     throw e;
   } finally {
     for (const c of cleanups.reverse()) {
