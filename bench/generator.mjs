@@ -83,7 +83,8 @@ if (isMainThread) {
   });
   process.send({ ready: true });
 } else {
-  const { MediaStreamTrack, RtcpPayloadSpecificFeedback, RtpPacket } = await import('werift');
+  const { MediaStreamTrack, RtpPacket } = await import('werift');
+  const { isKeyframeRequest } = await import(path.join(ROOT, 'dist/rtc/native.js'));
   const { loopbackPeer, whipJoin } = await import(path.join(ROOT, 'test/helpers/loopbackPeer.mjs'));
   const { LocalUdp } = await import(path.join(ROOT, 'dist/media/localUdp.js'));
   const peers = [];
@@ -168,8 +169,7 @@ if (isMainThread) {
     // not its sender (src/rtc/native.ts reads it there too): listen on both.
     const videoT = pc.getTransceivers().find((t) => t.sender.track === tracks.video);
     const onRtcp = (p) => {
-      const count = p.type === RtcpPayloadSpecificFeedback.type ? p.feedback?.count : undefined;
-      if (count === 1 || count === 4) parentPort.postMessage({ pli: feedOf('video') === 'h264' ? 'h264' : 'vp8' });
+      if (isKeyframeRequest(p)) parentPort.postMessage({ pli: feedOf('video') === 'h264' ? 'h264' : 'vp8' });
     };
     videoT?.receiver.onRtcp.subscribe(onRtcp);
     videoT?.sender.onRtcp.subscribe(onRtcp);

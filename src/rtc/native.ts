@@ -115,6 +115,14 @@ const OPUS = () =>
   });
 
 /** The SDP without generic NACK feedback lines (`a=rtcp-fb:PT nack`; `nack pli` stays). */
+/** A PLI (RFC 4585, FMT 1) or a FIR (RFC 5104, FMT 4): the peer asks for a keyframe. The bench's
+ * generator (bench/generator.mjs) reads its viewers' requests with this too. */
+export const isKeyframeRequest = (p: RtcpPacket): boolean => {
+  if (!(p instanceof RtcpPayloadSpecificFeedback)) return false;
+  const count = (p.feedback as { count?: number }).count;
+  return count === 1 || count === 4;
+};
+
 export const withoutGenericNack = (sdp: string) => sdp.replace(/^a=rtcp-fb:\d+ nack\r?\n/gm, '');
 
 /** G.711 (RFC 3551's static payload types), for WebRTC peers that offer nothing else. */
@@ -234,10 +242,7 @@ export class PeerSession implements MediaSession {
       t.onTrack.subscribe(listen);
       const onRtcp = (p: RtcpPacket) => {
         this.#lastHeard = performance.now();
-        if (kind === 'video' && p instanceof RtcpPayloadSpecificFeedback) {
-          const count = (p.feedback as { count?: number }).count;
-          if (count === 1 || count === 4) this.#on.keyframe.forEach((h) => h());
-        }
+        if (kind === 'video' && isKeyframeRequest(p)) this.#on.keyframe.forEach((h) => h());
       };
       // On a sendrecv m-line werift delivers the viewer's PLI on the receiver, otherwise on the sender.
       t.receiver.onRtcp.subscribe(onRtcp);
