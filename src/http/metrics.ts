@@ -164,6 +164,16 @@ export function createMetrics(mcu: Mcu): client.Registry {
     },
   });
   new client.Gauge({
+    name: 'mcu_media_thread_stray_errors',
+    help: 'Errors nobody caught (a throw in a handler, a rejection nobody awaited) that each media worker thread logged and survived since it started',
+    labelNames: ['thread'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const w of mcu.workers) this.set({ thread: w.name }, w.strayErrors);
+    },
+  });
+  new client.Gauge({
     name: 'mcu_media_thread_peers',
     help: 'Peers on each RTC worker thread',
     labelNames: ['thread'],

@@ -69,8 +69,9 @@ export function testHooks(mcu: Mcu): express.Router {
   });
   // Ends RTC worker N as a crash would (crash), or sends it into a loop that never yields, as a
   // bug could (hang: the watchdog must end it). Either way its peers leave, and a fresh worker
-  // takes its place.
-  for (const fault of ['crash', 'hang'] as const) {
+  // takes its place. Or has it throw where nobody catches, and reject a promise nobody awaits
+  // (stray): it logs them and goes on, and its peers stay.
+  for (const fault of ['crash', 'hang', 'stray'] as const) {
     router.post(`/${fault}-rtc-worker/:index`, async (req, res) => {
       const w = mcu.rtcWorkers[Number(req.params.index)];
       if (!w) throw new NotFoundError(`no RTC worker ${req.params.index}`);

@@ -104,8 +104,9 @@ export class Mcu {
     w.channel.on('view.keyframe', ({ key }) => {
       for (const r of this.rooms.values()) r.views.get(key)?.requestKeyframe();
     });
-    w.channel.on('stats', ({ peers, maxLoopLagMs }) => {
+    w.channel.on('stats', ({ peers, maxLoopLagMs, strayErrors }) => {
       w.maxLoopLagMs = maxLoopLagMs;
+      w.strayErrors = strayErrors;
       for (const [id, s] of peers) room(id)?.peerStats(id, s);
     });
     w.on('died', (err) => {
@@ -123,7 +124,10 @@ export class Mcu {
     const m = await spawnMixerWorker(this.config.logLevel, this.config.mediaNice, this.config.mixSpeakers);
     this.#mixer = m;
     m.channel.on('levels', ({ room, levels, mixed }) => this.rooms.get(room)?.levels(new Map(levels), mixed));
-    m.channel.on('load', ({ maxLoopLagMs }) => (m.maxLoopLagMs = maxLoopLagMs));
+    m.channel.on('load', ({ maxLoopLagMs, strayErrors }) => {
+      m.maxLoopLagMs = maxLoopLagMs;
+      m.strayErrors = strayErrors;
+    });
     m.on('died', (err) => {
       if (this.#closed) return;
       // Every room's audio went with it: the rooms close, so that people rejoin to working audio.
@@ -135,8 +139,9 @@ export class Mcu {
   async #startGst(): Promise<void> {
     const g = await spawnGstWorker(this.config.logLevel);
     this.#gst = new GstHost(g);
-    g.channel.on('load', ({ maxLoopLagMs, pipelines }) => {
+    g.channel.on('load', ({ maxLoopLagMs, strayErrors, pipelines }) => {
       g.maxLoopLagMs = maxLoopLagMs;
+      g.strayErrors = strayErrors;
       g.pipelines = pipelines;
     });
     g.on('died', (err) => {

@@ -33,6 +33,8 @@ export class MediaWorker<Req extends RequestMap, Ev extends EventMap> extends Ty
   load = 0;
   /** The thread's longest event-loop stall, as it last reported. */
   maxLoopLagMs = 0;
+  /** Errors the thread logged and survived since it started (src/workers/strayErrors.ts). */
+  strayErrors = 0;
 
   constructor(
     readonly kind: WorkerKind,

@@ -7,7 +7,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { InvalidStateError, NotFoundError } from '../core/errors.js';
-import { setLogLevel, type LogLevel } from '../core/log.js';
+import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
+import { strayErrors, surviveStrayErrors } from './strayErrors.js';
 import { LoopLagMonitor } from '../core/loopLag.js';
 import { GstPipeline, releaseFreeMemory, runningPipelines } from '../gst/native.js';
 import { RecorderMedia } from '../media/RecorderMedia.js';
@@ -15,6 +16,7 @@ import { Channel, type PortLike } from './channel.js';
 import { collectGarbage, heapMb, collectWhenQuiet, writeHeapSnapshot } from './gc.js';
 import type { GstEvents, GstRequests, NoEvents, NoRequests } from './protocol.js';
 
+surviveStrayErrors(createLogger('gst'));
 const channel = new Channel<NoRequests, GstRequests, GstEvents, NoEvents>(parentPort as unknown as PortLike);
 const lag = new LoopLagMonitor('gst-worker');
 const pipelines = new Map<string, GstPipeline>();
@@ -158,4 +160,4 @@ channel.serve({
   },
 });
 
-setInterval(() => channel.notify('load', { maxLoopLagMs: lag.maxLagMs, pipelines: runningPipelines }), 250);
+setInterval(() => channel.notify('load', { maxLoopLagMs: lag.maxLagMs, strayErrors: strayErrors(), pipelines: runningPipelines }), 250);

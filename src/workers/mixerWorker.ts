@@ -6,7 +6,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { nowMs } from '../core/clock.js';
-import { setLogLevel, type LogLevel } from '../core/log.js';
+import { createLogger, setLogLevel, type LogLevel } from '../core/log.js';
+import { strayErrors, surviveStrayErrors } from './strayErrors.js';
 import { L16Packetizer, pcmAtPacket } from '../media/l16.js';
 import { LocalUdp, sendToPipeline } from '../media/localUdp.js';
 import { AudioMixer } from '../media/audioMixer.js';
@@ -17,6 +18,7 @@ import { Channel, type PortLike } from './channel.js';
 import { collectGarbage, heapMb, writeHeapSnapshot } from './gc.js';
 import type { MixerEvents, MixerRequests, NoEvents, NoRequests } from './protocol.js';
 
+surviveStrayErrors(createLogger('mixer'));
 const lag = new LoopLagMonitor(`mixer-worker`);
 const channel = new Channel<NoRequests, MixerRequests, MixerEvents, NoEvents>(parentPort as unknown as PortLike);
 
@@ -91,5 +93,5 @@ setInterval(() => {
   for (const [room, r] of rooms) {
     channel.notify('levels', { room, levels: [...r.mixer.takeLevels()], mixed: [...r.mixer.selection.selected] });
   }
-  channel.notify('load', { maxLoopLagMs: lag.maxLagMs });
+  channel.notify('load', { maxLoopLagMs: lag.maxLagMs, strayErrors: strayErrors() });
 }, 250);

@@ -78,6 +78,8 @@ export type RtcRequests = {
   'test.crash': [Record<string, never>, void];
   /** Test mode only: the worker's thread loops for ever (the control thread's watchdog ends it). */
   'test.hang': [Record<string, never>, void];
+  /** Test mode only: an exception thrown in a timer and a promise rejected that nobody awaits. */
+  'test.stray': [Record<string, never>, void];
 } & TestRequests;
 
 /** Test mode only, answered by every worker: a full garbage collection in its thread. */
@@ -96,7 +98,7 @@ export type RtcEvents = {
   /** The peer's picture is now this composite's. */
   'peer.switched': { id: string; key: string; ms: number };
   /** Four times a second: every peer's figures, and this thread's longest event-loop stall. */
-  stats: { peers: Array<[string, PeerStats]>; maxLoopLagMs: number };
+  stats: { peers: Array<[string, PeerStats]>; maxLoopLagMs: number; strayErrors: number };
 };
 
 export type MixerRequests = {
@@ -117,7 +119,7 @@ export type MixerEvents = {
   /** Each input's RMS level (dBFS) since the last report, for the active speaker. */
   levels: { room: string; levels: Array<[string, number]>; mixed: string[] };
   /** Four times a second: this thread's longest event-loop stall. */
-  load: { maxLoopLagMs: number };
+  load: { maxLoopLagMs: number; strayErrors: number };
 };
 
 export type NoRequests = Record<never, [unknown, unknown]>;
@@ -152,7 +154,7 @@ export type GstEvents = {
   /** An error, warning, EOS or element message from a pipeline's bus. */
   'pipeline.bus': { id: string; type: string; element: string; message?: string };
   /** Four times a second: this thread's longest stall and the pipelines it runs. */
-  load: { maxLoopLagMs: number; pipelines: number };
+  load: { maxLoopLagMs: number; strayErrors: number; pipelines: number };
   'recorder.failed': { id: string; reason: string };
   'recorder.switched': { id: string; to: string; from?: string };
   'recorder.keyframe': { id: string; key: string };

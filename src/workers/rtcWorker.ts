@@ -19,10 +19,12 @@ import { Channel, type PortLike } from './channel.js';
 import { collectGarbage, heapMb, writeHeapSnapshot } from './gc.js';
 import type { NoEvents, NoRequests, RtcEvents, RtcRequests } from './protocol.js';
 import { RtcPeer } from './RtcPeer.js';
+import { strayErrors, surviveStrayErrors } from './strayErrors.js';
 
 const lag = new LoopLagMonitor(`rtc-worker`);
 const channel = new Channel<NoRequests, RtcRequests, RtcEvents, NoEvents>(parentPort as unknown as PortLike);
 const log = createLogger('rtc');
+surviveStrayErrors(log);
 const peers = new Map<string, RtcPeer>();
 const feeds = new ViewFeeds((key) => channel.notify('view.keyframe', { key }));
 
@@ -131,6 +133,12 @@ channel.serve({
       for (;;);
     });
   },
+  'test.stray'() {
+    setImmediate(() => {
+      throw new Error('a stray exception (test)');
+    });
+    void Promise.reject(new Error('a stray rejection (test)'));
+  },
   'test.gc'() {
     collectGarbage();
     return heapMb();
@@ -145,5 +153,5 @@ channel.serve({
 // timers run first on waking, and a report made then would count the stall as the peers' silence
 // (the control side removes a peer silent for MCU_PEER_TIMEOUT_MS).
 setInterval(() => {
-  setImmediate(() => channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]), maxLoopLagMs: lag.maxLagMs }));
+  setImmediate(() => channel.notify('stats', { peers: [...peers].map(([id, p]) => [id, p.stats()]), maxLoopLagMs: lag.maxLagMs, strayErrors: strayErrors() }));
 }, 250);

@@ -165,6 +165,30 @@ describe('an RTC worker that dies', () => {
   });
 });
 
+describe('an error nobody catches in an RTC worker', () => {
+  it('is logged, counted and survived: its peers stay and keep their media', async () => {
+    const room = 'stray';
+    const { a, b, workerOf, before } = await twoOnTwoWorkers(room);
+    const index = before.get(a.id)!;
+    const deaths = () => server.output().match(/RTC worker \d died/g)?.length ?? 0;
+    const deathsBefore = deaths();
+    // A throw in a timer and a promise rejected that nobody awaits, as werift's own code could
+    // make for one peer: by Node's default either ends the thread and every peer on it.
+    expect((await apiCall(server.url, 'POST', `/v1/test/stray-rtc-worker/${index}`)).status).toBe(202);
+    const strays = async () => Number(new RegExp(`mcu_media_thread_stray_errors\\{thread="rtc-${index}"\\} (\\d+)`).exec(await (await authFetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+    await until(async () => (await strays()) === 2, 5000, 'both stray errors counted');
+    // The first is logged with its stack; the next, a moment later, only counted (one line every 10 s).
+    expect(server.output()).toMatch(/stray error \((uncaught exception|unhandled rejection)\), survived: Error: a stray (exception|rejection) \(test\)\n\s+at /);
+    expect(deaths()).toBe(deathsBefore);
+    // A is still in the call on the same thread, and both still get media.
+    const got = { a: arrivals(a), b: arrivals(b) };
+    const t = performance.now();
+    await until(() => [got.a, got.b].every((g) => within(g.audio, t, Infinity).length > 50 && within(g.video, t, Infinity).length > 30), 10_000, 'A and B still receiving');
+    expect((await workerOf()).get(a.id)).toBe(index);
+    expect((await workerOf()).get(b.id)).toBe(before.get(b.id));
+  });
+});
+
 describe('an RTC worker that hangs', () => {
   it('is ended by the watchdog: its peers leave, the others keep their media, and a fresh worker takes its slot', async () => {
     const room = 'hang';
