@@ -72,7 +72,9 @@ async function startServer(env = {}) {
     env: { ...process.env, NODE: process.execPath, HOST: '127.0.0.1', PORT: '0', MCU_ICE_ADDRESSES: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', MCU_CACHE_DIR: path.join(os.tmpdir(), 'mcu-bench-cache'),
       MCU_API_KEY: BENCH_KEY, MCU_API_SECRET: `bench-secret-${process.pid}-0123456789abcdef0123456789`,
       // The bench measures capacity itself: no join-rate limit and no admission control in its way.
-      MCU_JOINS_PER_SECOND: '100000', MCU_CPU_BUDGET: '0', MCU_MAX_PARTICIPANTS: '100', ...env },
+      MCU_JOINS_PER_SECOND: '100000', MCU_CPU_BUDGET: '0', MCU_MAX_PARTICIPANTS: '100',
+      // For POST /v1/test/gc between sizes (settle, below).
+      MCU_TEST_HOOKS: '1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // BENCH_SERVER_LOG=file keeps the server's standard output (for example with MCU_NODE_ARGS=--trace-gc).
@@ -285,8 +287,31 @@ async function measureRoom(server, gen, n, kind) {
   result.realTime =
     (kind === 'audio' || (result.minFps >= FPS - 1 && late99 <= 20 && result.videoLive === n)) && result.maxAudioGapMs <= 100 && stats.every((s) => s.audio > 0);
   await gen.call({ cmd: 'leaveAll' });
-  await sleep(1500);
+  await settle(server);
   return result;
+}
+
+/**
+ * After a room's people have left: waits until the server has stopped every pipeline, then has it
+ * hand memory back at once (POST /v1/test/gc: garbage collection, then malloc_trim). Otherwise the
+ * next size's joins met this one's teardown (stopping 16 pipelines held the GStreamer worker for
+ * 1.6 s), and the trim the server makes 30 s after the last pipeline stops (src/workers/gstWorker.ts)
+ * landed in the next size's measurement: case (a) at 16 right after 12 had a peer that never
+ * connected and frames 1.1 s late, and 16 alone was in real time with a p99 of 14 ms.
+ */
+async function settle(server) {
+  const end = Date.now() + 60_000;
+  let running = -1;
+  while (Date.now() < end) {
+    running = Number(/^mcu_pipelines (\d+)/m.exec(await (await api(`${server.url}/metrics`)).text())?.[1] ?? -1);
+    if (running === 0) break;
+    await sleep(250);
+  }
+  if (running !== 0) console.error(`settle: ${running} pipelines still running 60 s after everyone left`);
+  const gc = await api(`${server.url}/v1/test/gc`, { method: 'POST' });
+  if (gc.status !== 200) console.error(`settle: POST /v1/test/gc answered ${gc.status}`);
+  else await gc.arrayBuffer();
+  await sleep(1000);
 }
 
 /**

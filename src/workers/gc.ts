@@ -32,6 +32,12 @@ export function collectWhenQuiet(quietMs: number, then?: () => void): void {
 }
 let pending: NodeJS.Timeout | undefined;
 
+/** Forgets a collection `collectWhenQuiet` was waiting to make (one was just made on demand). */
+export function cancelQuietCollection(): void {
+  if (pending) clearTimeout(pending);
+  pending = undefined;
+}
+
 /** This thread's V8 heap, in MB: what it holds in pages (physical) and outside them (external, array buffers). */
 export function heapMb(): { heapMb: number; externalMb: number } {
   const h = v8.getHeapStatistics();
