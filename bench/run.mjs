@@ -204,6 +204,8 @@ async function measureJanusRoom(janus, gen, n) {
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
     generatorCores: +(gcpu / wall).toFixed(2),
     receiving: stats.filter((s) => s.audio > 0).length,
+    // Seconds from the last join until every video was decoded and every viewer on its final composite (null: not in 60 s).
+    settledSeconds: settled === null ? null : +(settled / 1000).toFixed(1),
     realTime: stats.every((s) => s.audio > 0) && Math.max(...stats.map((s) => s.maxAudioGapMs)) <= 100,
   };
 }
@@ -228,8 +230,24 @@ async function measureRoom(server, gen, n, kind) {
       if (limits) await api(`${server.url}/v1/rooms/${room}/participants/${id}/output`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(limits) });
     }
   }
-  // Every decoder and composite up, every viewer on its final composition, and the server's own
-  // frame-gap figure (the last 10 s) no longer covering the joins.
+  // The room settles: every publisher's video decoded and every viewer on its final composition
+  // (one composite for all in case (a), one each in case (b); the rungs case has its own count).
+  // How long that took after the last join is printed: n joins in a row replace the composites up
+  // to 2n times (each join, then each video going live), and on a saturated machine that took
+  // 25 s in one run and under 11 s in others. Then the server's own frame-gap figure (the last
+  // 10 s) no longer covers the joins.
+  const joined = performance.now();
+  const wanted = kind === 'a' ? 1 : kind === 'b' ? n : undefined;
+  let settled = null;
+  while (performance.now() - joined < 60_000) {
+    const r = await (await api(`${server.url}/v1/rooms/${room}`)).json();
+    if (r.participants.length === n && (kind === 'audio' || (r.participants.every((p) => p.videoLive) && (wanted === undefined || r.encoders === wanted)))) {
+      settled = Math.round(performance.now() - joined);
+      break;
+    }
+    await sleep(250);
+  }
+  console.error(`case ${kind}, ${n} participants: ${settled === null ? 'not settled 60 s after the last join (measured anyway)' : `settled ${(settled / 1000).toFixed(1)} s after the last join`}`);
   await sleep(11_000);
   await gen.call({ cmd: 'measure', on: true });
   const cpu0 = cpuSeconds(server.proc.pid);
