@@ -78,7 +78,7 @@ async function startServer(env = {}) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // BENCH_SERVER_LOG=file keeps the server's standard output (for example with MCU_NODE_ARGS=--trace-gc).
-  const log = process.env.BENCH_SERVER_LOG ? fs.createWriteStream(process.env.BENCH_SERVER_LOG) : undefined;
+  const log = process.env.BENCH_SERVER_LOG ? fs.createWriteStream(process.env.BENCH_SERVER_LOG, { flags: 'a' }) : undefined;
   proc.stdout.on('data', (d) => log?.write(d));
   const url = await new Promise((resolve, reject) => {
     let out = '';
