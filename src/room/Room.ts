@@ -35,14 +35,14 @@ export interface RoomDeps {
   emptied: (room: Room) => void;
 }
 
+/** Composites are replaced at most this often in a room (see Room.recomposeSoon). */
+export const RECOMPOSE_MIN_INTERVAL_MS = 500;
+
 /**
  * A room: its participants in join order, one audio mix (mix-minus, in the mixer worker), and the
  * composite views its viewers receive, shared between viewers whose compositions are identical.
  * The room decides; the media workers carry the packets.
  */
-/** Composites are replaced at most this often in a room (see Room.recompose). */
-export const RECOMPOSE_MIN_INTERVAL_MS = 500;
-
 export class Room {
   readonly createdAt = new Date();
   readonly participants = new Map<string, Participant>();
