@@ -204,8 +204,6 @@ async function measureJanusRoom(janus, gen, n) {
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
     generatorCores: +(gcpu / wall).toFixed(2),
     receiving: stats.filter((s) => s.audio > 0).length,
-    // Seconds from the last join until every video was decoded and every viewer on its final composite (null: not in 60 s).
-    settledSeconds: settled === null ? null : +(settled / 1000).toFixed(1),
     realTime: stats.every((s) => s.audio > 0) && Math.max(...stats.map((s) => s.maxAudioGapMs)) <= 100,
   };
 }
@@ -291,6 +289,8 @@ async function measureRoom(server, gen, n, kind) {
     cpuPerParticipant: +(cpu / wall / n).toFixed(3),
     generatorCores: +(gcpu / wall).toFixed(2),
     receiving: stats.filter((s) => s.audio > 0).length,
+    // Seconds from the last join until every video was decoded and every viewer on its final composite (null: not in 60 s).
+    settledSeconds: settled === null ? null : +(settled / 1000).toFixed(1),
     // Publishers whose video the server decodes (a composite of placeholders also runs at 30 fps).
     videoLive: kind === 'audio' ? null : roomInfo.participants.filter((p) => p.videoLive).length,
     // Of the audio packets the server got, the share it did not decode (silent microphones).

@@ -114,7 +114,6 @@ const OPUS = () =>
     parameters: 'minptime=10;useinbandfec=1',
   });
 
-/** The SDP without generic NACK feedback lines (`a=rtcp-fb:PT nack`; `nack pli` stays). */
 /** A PLI (RFC 4585, FMT 1) or a FIR (RFC 5104, FMT 4): the peer asks for a keyframe. The bench's
  * generator (bench/generator.mjs) reads its viewers' requests with this too. */
 export const isKeyframeRequest = (p: RtcpPacket): boolean => {
@@ -123,6 +122,7 @@ export const isKeyframeRequest = (p: RtcpPacket): boolean => {
   return count === 1 || count === 4;
 };
 
+/** The SDP without generic NACK feedback lines (`a=rtcp-fb:PT nack`; `nack pli` stays). */
 export const withoutGenericNack = (sdp: string) => sdp.replace(/^a=rtcp-fb:\d+ nack\r?\n/gm, '');
 
 /** G.711 (RFC 3551's static payload types), for WebRTC peers that offer nothing else. */

@@ -191,10 +191,9 @@ describe('people coming and going disturb no one', () => {
           await s.p.close();
           s.u.close();
         }
-        await waitFor(roomJson, (r) => !r.participants.some((p) => p.id === guest.id), 10_000, `Guest${i} gone`);
+        const { participants: left } = await waitFor(roomJson, (r) => !r.participants.some((p) => p.id === guest.id), 10_000, `Guest${i} gone`);
         // The four are all still in the call (a CI try once lost two of them, and waited for a room
         // of four until it timed out): if not, say so, with the server's reasons (below).
-        const left = (await roomJson()).participants;
         const lost = people.filter((p) => !left.some((x) => x.id === p.id)).map((p) => p.name);
         expect(lost, `people the server removed while Guest${i} came and went`).toEqual([]);
         await sample();
